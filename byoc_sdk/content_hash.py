@@ -1,0 +1,22 @@
+"""Content hashes of constant tensors: how byoc tells interchangeable constants apart.
+
+The hash covers element type, shape and bytes, so two initializers with equal hashes
+can replace each other, and the package's constant store keeps each content once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import onnx_ir as ir
+
+#: ``metadata_props`` key under which a constant value carries its content hash.
+SHA256_KEY = "byoc.sha256"
+
+
+def content_hash(tensor: ir.TensorProtocol) -> str:
+    """Hex sha256 over dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    digest.update(f"{tensor.dtype.name}{tuple(tensor.shape.numpy())}".encode())
+    digest.update(tensor.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,265 @@
+"""The front end: read an ONNX model, check it, infer shapes, hand back an ``onnx_ir`` model.
+
+Checks run cheapest and most specific first, so a broken model gets the message that
+names its real problem (a missing file, a truncated download, a dangling input) instead
+of whatever the ONNX checker happens to trip on later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import networkx as nx
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from byoc_sdk import versions
+from byoc_sdk.errors import (
+    DanglingInputError,
+    GraphCycleError,
+    InvalidGraphError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotOnnxError,
+    TruncatedModelError,
+    UnsupportedVersionError,
+)
+
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
+
+#: Keys of ``ir.Model.meta`` the loader fills in.
+SOURCE_KEY = "byoc.source"
+NOTES_KEY = "byoc.load_notes"
+
+# A serialized ModelProto begins with field 1 (ir_version) as a varint: tag byte 0x08.
+_MODEL_PROTO_FIRST_BYTE = 0x08
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(source: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
+    """Load, check and shape-infer an ONNX model.
+
+    ``source`` is a path, the serialized bytes, or a ``ModelProto``. Tensors stored as
+    external data stay on disk and are read lazily. Notes about repairs made on the way
+    (a re-sorted graph, an IR version pinned down) are kept in
+    ``model.meta["byoc.load_notes"]``.
+
+    Raises a :class:`~byoc_sdk.errors.ModelLoadError` subclass naming the file and, where
+    there is one, the node.
+    """
+    label, proto, base_dir = _read(source)
+    notes: list[str] = []
+    _check_versions(proto, label, notes)
+    _check_structure(proto.graph, label, notes)
+    _check_external_data(proto, label, base_dir)
+    _run_checker(proto, label)
+    if infer_shapes:
+        proto = _infer_shapes(proto, label)
+    model = ir.from_proto(proto)
+    if base_dir is not None:
+        ir.external_data.set_base_dir(model.graph, base_dir)
+    model.meta[SOURCE_KEY] = label
+    model.meta[NOTES_KEY] = notes
+    return model
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """How error messages name a node: its name, else its op type and position."""
+    return node.name or f"#{index} ({node.op_type})"
+
+
+def _read(source: ModelSource) -> tuple[str, onnx.ModelProto, Path | None]:
+    if isinstance(source, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(source)
+        return "<ModelProto>", proto, None
+    if isinstance(source, bytes | bytearray):
+        return "<bytes>", _parse(bytes(source), "<bytes>"), None
+    path = Path(source)
+    label = str(path)
+    if not path.exists():
+        raise ModelNotFoundError("no such file", file=label)
+    if not path.is_file():
+        raise ModelLoadError("not a file", file=label)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read: {exc.strerror}", file=label) from exc
+    return label, _parse(data, label), path.resolve().parent
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    if not data:
+        raise NotOnnxError("the file is empty", file=label)
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as exc:
+        if data[0] == _MODEL_PROTO_FIRST_BYTE:
+            raise TruncatedModelError(
+                f"the protobuf ends early or is corrupt after {len(data)} bytes "
+                "(an interrupted download or copy?)",
+                file=label,
+            ) from exc
+        raise NotOnnxError(
+            "not an ONNX model (the bytes are not a ModelProto)", file=label
+        ) from exc
+    if proto.ir_version == 0 or not proto.HasField("graph"):
+        # protobuf parses many foreign byte strings "successfully" into empty messages.
+        raise NotOnnxError("not an ONNX model (no IR version or graph)", file=label)
+    return proto
+
+
+def _check_versions(proto: onnx.ModelProto, label: str, notes: list[str]) -> None:
+    limits = versions.runtime_limits()
+    runtime = f"onnxruntime {limits.onnxruntime_version}"
+    for opset in proto.opset_import:
+        if opset.domain in _DEFAULT_DOMAINS and opset.version > limits.max_opset:
+            raise UnsupportedVersionError(
+                f"opset {opset.version} of the default domain is newer than {runtime} runs "
+                f"(at most {limits.max_opset}); convert it first with "
+                f"onnx.version_converter.convert_version(model, {limits.max_opset})",
+                file=label,
+            )
+    if proto.ir_version <= limits.max_ir_version:
+        return
+    needed = max((versions.min_ir_for_dtype(t) for t in _dtypes_used(proto.graph)), default=3)
+    if needed > limits.max_ir_version:
+        raise UnsupportedVersionError(
+            f"IR version {proto.ir_version} with data types of IR {needed}, newer than "
+            f"{runtime} runs (IR {limits.max_ir_version} at most)",
+            file=label,
+        )
+    notes.append(
+        f"IR version {proto.ir_version} pinned to {limits.max_ir_version} for {runtime} "
+        "(the model uses nothing newer)"
+    )
+    proto.ir_version = limits.max_ir_version
+
+
+def _dtypes_used(graph: onnx.GraphProto) -> Iterable[int]:
+    for tensor in graph.initializer:
+        yield tensor.data_type
+    for info in (*graph.input, *graph.output, *graph.value_info):
+        if info.type.HasField("tensor_type"):
+            yield info.type.tensor_type.elem_type
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and node.op_type == "Cast":
+                yield attr.i
+            for sub in (attr.g, *attr.graphs):
+                yield from _dtypes_used(sub)
+
+
+def _check_structure(graph: onnx.GraphProto, label: str, notes: list[str]) -> None:
+    """Dangling inputs and cycles, with node names; re-sort an unsorted but acyclic graph."""
+    producer: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name:
+                producer[name] = index
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    available |= {t.values.name for t in graph.sparse_initializer}
+    deps: list[set[int]] = []
+    for index, node in enumerate(graph.node):
+        node_deps = set()
+        for name in node.input:
+            if not name or (name in available and name not in producer):
+                continue
+            if name not in producer:
+                raise DanglingInputError(
+                    f"input '{name}' is not produced by any node, graph input or initializer",
+                    file=label,
+                    node=node_label(node, index),
+                )
+            node_deps.add(producer[name])
+        deps.append(node_deps)
+    for out in graph.output:
+        if out.name not in producer and out.name not in available:
+            raise DanglingInputError(
+                f"graph output '{out.name}' is not produced by any node", file=label
+            )
+    order = _topological_order(deps)
+    if order is None:
+        raise GraphCycleError(_describe_cycle(graph, deps), file=label)
+    if order != list(range(len(order))):
+        nodes = [graph.node[i] for i in order]
+        sorted_nodes = [onnx.NodeProto() for _ in nodes]
+        for target, node in zip(sorted_nodes, nodes, strict=True):
+            target.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(sorted_nodes)
+        notes.append("nodes were not in topological order; re-sorted")
+
+
+def _topological_order(deps: list[set[int]]) -> list[int] | None:
+    """Kahn's algorithm, stable in file order; ``None`` if the graph has a cycle."""
+    users: list[list[int]] = [[] for _ in deps]
+    missing = [len(d) for d in deps]
+    for index, node_deps in enumerate(deps):
+        for dep in node_deps:
+            users[dep].append(index)
+    ready = [i for i, m in enumerate(missing) if m == 0]
+    order: list[int] = []
+    while ready:
+        # Popping the smallest index keeps file order wherever the file was right.
+        ready.sort(reverse=True)
+        index = ready.pop()
+        order.append(index)
+        for user in users[index]:
+            missing[user] -= 1
+            if missing[user] == 0:
+                ready.append(user)
+    return order if len(order) == len(deps) else None
+
+
+def _describe_cycle(graph: onnx.GraphProto, deps: list[set[int]]) -> str:
+    digraph = nx.DiGraph((d, i) for i, node_deps in enumerate(deps) for d in node_deps)
+    cycle = nx.find_cycle(digraph)
+    names = [node_label(graph.node[src], src) for src, _ in cycle]
+    return "the graph has a cycle: " + " -> ".join([*names, names[0]])
+
+
+def _check_external_data(proto: onnx.ModelProto, label: str, base_dir: Path | None) -> None:
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if base_dir is None:
+            raise ModelLoadError(
+                f"initializer '{tensor.name}' keeps its data in external file '{location}'; "
+                "load the model from its path so the file can be found",
+                file=label,
+            )
+        if not (base_dir / location).is_file():
+            raise ModelLoadError(
+                f"external data file '{location}' of initializer '{tensor.name}' is missing",
+                file=label,
+            )
+
+
+_CHECKER_NODE = re.compile(r"node name: ([^)\s]+)\)")
+
+
+def _run_checker(proto: onnx.ModelProto, label: str) -> None:
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        message = str(exc).strip().splitlines()
+        found = _CHECKER_NODE.search(str(exc))
+        raise InvalidGraphError(
+            f"fails the ONNX checker: {message[0] if message else exc}",
+            file=label,
+            node=found.group(1) if found else None,
+        ) from exc
+
+
+def _infer_shapes(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        raise InvalidGraphError(f"shape inference failed: {exc}", file=label) from exc

@@ -1,0 +1,301 @@
+"""``Target``: everything a vendor declares about its chip's support.
+
+A target says which ops it runs (with a check function for the cases it cannot), which
+patterns it fuses into composites, how its regions should be shaped, and — later, in
+the build step — how its regions are turned into code::
+
+    from byoc_sdk import Target, op, any_input, const, optional
+
+    myaccel = Target("myaccel", version="1.0", priority=10)
+    myaccel.support("Relu", "Add", dtypes={"float32"})
+
+    @myaccel.support("Conv", dtypes={"float32"}, const_inputs=(1, 2), static_shapes=True)
+    def _conv(node):
+        if node.attr("group", 1) != 1:
+            return "grouped convolution is not supported"
+        return True
+
+    myaccel.pattern("conv_relu", op("Relu", op("Conv", any_input(), const(), optional(const()))))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from byoc_sdk.errors import TargetError
+from byoc_sdk.node_info import NodeInfo
+from byoc_sdk.patterns import Match, OpPattern
+from partition.policy import DEFAULT_COMPUTE_HEAVY_OPS, RegionPolicy
+
+#: What a check returns: ``True``/``None`` to accept, a string saying why not to decline.
+CheckResult = bool | str | None
+OpCheck = Callable[[NodeInfo], CheckResult]
+PatternCheck = Callable[[Match], CheckResult]
+
+MergeStyle = Literal["regions", "per-op"]
+ConstantMode = Literal["bind", "inputs"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    """One op a target runs, and the conditions under which it does.
+
+    ``opsets`` is an inclusive (first, last) range of the op's domain version, ``None``
+    for open ends. ``dtypes`` constrains input 0, the data input. ``const_inputs`` must
+    be build-time constants (weights); ``static_shapes`` requires every input and output
+    shape to be fully known. ``check`` sees the node and returns yes or a reason.
+    """
+
+    op_type: str
+    domain: str = ""
+    opsets: tuple[int | None, int | None] = (None, None)
+    dtypes: frozenset[str] | None = None
+    const_inputs: tuple[int, ...] = ()
+    static_shapes: bool = False
+    check: OpCheck | None = None
+    note: str = ""
+
+    def covers(self, opset: int | None) -> bool:
+        first, last = self.opsets
+        if opset is None:
+            return True
+        return (first is None or opset >= first) and (last is None or opset <= last)
+
+    def evaluate(self, node: NodeInfo, target: str) -> str | None:
+        """``None`` if ``node`` is supported, else the reason it is not."""
+        if self.dtypes is not None:
+            data = node.input(0)
+            dtype = data.dtype if data is not None else None
+            if dtype not in self.dtypes:
+                allowed = ", ".join(sorted(self.dtypes))
+                return f"{target} runs {node.op_type} on {allowed}, not {dtype}"
+        for index in self.const_inputs:
+            tensor = node.input(index)
+            if tensor is not None and not tensor.is_constant:
+                return f"{target} needs input {index} of {node.op_type} to be a constant"
+        if self.static_shapes:
+            for tensor in (*node.inputs, *node.outputs):
+                if tensor is not None and not tensor.is_static:
+                    return f"{target} needs static shapes; '{tensor.name}' is {tensor.shape}"
+        return _verdict(self.check(node) if self.check else True, f"{node.op_type} check")
+
+
+@dataclass(frozen=True)
+class CompositePattern:
+    """A pattern a target fuses into one composite node, with an optional check."""
+
+    name: str
+    pattern: OpPattern
+    check: PatternCheck | None = None
+    note: str = ""
+
+    def evaluate(self, match: Match) -> str | None:
+        return _verdict(self.check(match) if self.check else True, f"pattern {self.name} check")
+
+
+def _verdict(result: CheckResult, what: str) -> str | None:
+    if result is True or result is None:
+        return None
+    if isinstance(result, str) and result:
+        return result
+    if result is False:
+        return f"{what} declined"
+    raise TargetError(f"{what} returned {result!r}; return True, None or a reason string")
+
+
+@dataclass
+class Target:
+    """A backend's declaration of what it runs and how its regions are shaped.
+
+    ``priority`` decides between targets that both support a node (higher wins).
+    ``merge_style`` "regions" merges supported nodes into large regions (engines such
+    as TensorRT), "per-op" makes one region per op or composite (kernel libraries such
+    as cuDNN). ``constants`` "bind" puts constant inputs inside the region, "inputs"
+    passes them in from the main graph. ``policy`` overrides the default region policy.
+    """
+
+    name: str
+    version: str = "0.0.0"
+    description: str = ""
+    vendor: str = ""
+    priority: int = 0
+    merge_style: MergeStyle = "regions"
+    constants: ConstantMode = "bind"
+    policy: RegionPolicy | None = None
+    compute_heavy_ops: frozenset[str] = DEFAULT_COMPUTE_HEAVY_OPS
+    ops: dict[tuple[str, str], list[OpSupport]] = field(default_factory=dict)
+    patterns: list[CompositePattern] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise TargetError(
+                f"target name {self.name!r} must be lowercase letters, digits and '_', "
+                "starting with a letter"
+            )
+        if self.merge_style not in ("regions", "per-op"):
+            raise TargetError(
+                f"merge_style must be 'regions' or 'per-op', not {self.merge_style!r}",
+                target=self.name,
+            )
+        if self.constants not in ("bind", "inputs"):
+            raise TargetError(
+                f"constants must be 'bind' or 'inputs', not {self.constants!r}", target=self.name
+            )
+
+    @property
+    def domain(self) -> str:
+        """The ONNX domain of this target's region functions and call nodes."""
+        return f"byoc.{self.name}"
+
+    @property
+    def composite_domain(self) -> str:
+        """The ONNX domain of this target's composite functions."""
+        return f"byoc.{self.name}.composite"
+
+    def support(
+        self,
+        *op_types: str,
+        domain: str = "",
+        opsets: tuple[int | None, int | None] = (None, None),
+        dtypes: Iterable[str] | None = None,
+        const_inputs: Iterable[int] = (),
+        static_shapes: bool = False,
+        note: str = "",
+    ) -> Callable[[OpCheck], OpCheck]:
+        """Declare ops this target runs. Use as a call, or as a decorator to add a check."""
+        if not op_types:
+            raise TargetError("support() needs at least one op type", target=self.name)
+        rules = [
+            OpSupport(
+                op_type,
+                domain,
+                opsets,
+                frozenset(dtypes) if dtypes is not None else None,
+                tuple(const_inputs),
+                static_shapes,
+                None,
+                note,
+            )
+            for op_type in op_types
+        ]
+        for rule in rules:
+            self.ops.setdefault((rule.domain, rule.op_type), []).append(rule)
+
+        def attach(check: OpCheck) -> OpCheck:
+            for rule in rules:
+                entries = self.ops[(rule.domain, rule.op_type)]
+                entries[entries.index(rule)] = replace(rule, check=check)
+            return check
+
+        return attach
+
+    def pattern(
+        self,
+        name: str,
+        pattern: OpPattern,
+        check: PatternCheck | None = None,
+        note: str = "",
+    ) -> CompositePattern:
+        """Declare a composite. Larger patterns are tried first, then in declaration order."""
+        if not _NAME.match(name):
+            raise TargetError(f"pattern name {name!r} must be an identifier", target=self.name)
+        if any(p.name == name for p in self.patterns):
+            raise TargetError(f"pattern {name!r} is declared twice", target=self.name)
+        if not isinstance(pattern, OpPattern):
+            raise TargetError(f"pattern {name!r} must be rooted at op(...)", target=self.name)
+        composite = CompositePattern(name, pattern, check, note)
+        self.patterns.append(composite)
+        self.patterns.sort(key=lambda p: -p.pattern.op_count())
+        return composite
+
+    def rule_for(self, domain: str, op_type: str, opset: int | None) -> OpSupport | None:
+        """The support rule covering this op at this opset, if any."""
+        for rule in self.ops.get((domain, op_type), ()):
+            if rule.covers(opset):
+                return rule
+        return None
+
+    def check(self, node: NodeInfo) -> str | None:
+        """``None`` if this target runs ``node``, else the reason it does not."""
+        rule = self.rule_for(node.domain, node.op_type, node.opset)
+        if rule is None:
+            known = self.ops.get((node.domain, node.op_type))
+            if known:
+                return f"{self.name} supports {node.op_type} only at opsets " + ", ".join(
+                    _range(r.opsets) for r in known
+                )
+            return f"{node.op_type} is not supported by {self.name}"
+        return rule.evaluate(node, self.name)
+
+    def effective_policy(self, override: RegionPolicy | None) -> RegionPolicy:
+        return override or self.policy or RegionPolicy()
+
+    def support_table(self) -> list[Mapping[str, str]]:
+        """Rows describing every declared op and pattern, for docs and ``byoc targets``."""
+        rows: list[Mapping[str, str]] = []
+        for (domain, op_type), rules in sorted(self.ops.items()):
+            for rule in rules:
+                rows.append(
+                    {
+                        "kind": "op",
+                        "name": f"{domain}::{op_type}" if domain else op_type,
+                        "opsets": _range(rule.opsets),
+                        "dtypes": ", ".join(sorted(rule.dtypes)) if rule.dtypes else "any",
+                        "conditions": _conditions(rule),
+                    }
+                )
+        for composite in self.patterns:
+            rows.append(
+                {
+                    "kind": "pattern",
+                    "name": composite.name,
+                    "opsets": "",
+                    "dtypes": "",
+                    "conditions": composite.note or describe_pattern(composite.pattern),
+                }
+            )
+        return rows
+
+
+def _range(opsets: tuple[int | None, int | None]) -> str:
+    first, last = opsets
+    if first is None and last is None:
+        return "all"
+    return f"{first or 1}-{last if last is not None else ''}"
+
+
+def _conditions(rule: OpSupport) -> str:
+    parts = []
+    if rule.const_inputs:
+        parts.append("constant input " + ", ".join(map(str, rule.const_inputs)))
+    if rule.static_shapes:
+        parts.append("static shapes")
+    if rule.check is not None:
+        parts.append(rule.note or "checked")
+    elif rule.note:
+        parts.append(rule.note)
+    return "; ".join(parts)
+
+
+def describe_pattern(pattern: OpPattern) -> str:
+    """A one-line rendering such as ``Relu(Conv(*, const, const?))``."""
+    from byoc_sdk.patterns import AnyInput, ConstInput, OptionalInput
+
+    def render(p: object) -> str:
+        if isinstance(p, OpPattern):
+            inner = ", ".join(render(i) for i in p.inputs)
+            return f"{'|'.join(p.op_types)}({inner})"
+        if isinstance(p, OptionalInput):
+            return render(p.inner) + "?"
+        if isinstance(p, ConstInput):
+            return p.name or "const"
+        if isinstance(p, AnyInput):
+            return p.name or "*"
+        return "?"
+
+    return render(pattern)

@@ -1,0 +1,91 @@
+"""Helpers for checking a transformed model against the original with onnxruntime.
+
+Used by byoc's own tests and by the conformance suite: the reference is always
+onnxruntime on the original model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from byoc_sdk import versions
+
+Feeds = Mapping[str, np.ndarray]
+
+_HEADER = '<ir_version: 10, opset_import: ["" : 21]>\n'
+
+
+def onnx_text(text: str) -> onnx.ModelProto:
+    """Parse a model written in ONNX's text format; a default header is added if absent."""
+    body = text.strip()
+    if not body.startswith("<"):
+        body = _HEADER + body
+    model = onnx.parser.parse_model(body)
+    onnx.checker.check_model(model)
+    return model
+
+
+def as_proto(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
+    """A ``ModelProto`` pinned to the IR version onnxruntime accepts."""
+    if isinstance(model, ir.Model):
+        versions.pin(model)
+        return ir.to_proto(model)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model)
+    proto.ir_version = min(proto.ir_version, versions.pinned_ir_version())
+    return proto
+
+
+def run_onnxruntime(model: onnx.ModelProto | ir.Model, feeds: Feeds) -> dict[str, np.ndarray]:
+    """Outputs by name, from one single-threaded CPU session."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    proto = as_proto(model)
+    session = ort.InferenceSession(
+        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, dict(feeds)), strict=True))
+
+
+def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs for the graph inputs that are not initializers (static shapes)."""
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for info in model.graph.input:
+        if info.name in initializers:
+            continue
+        tensor = info.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        if dtype == np.bool_:
+            feeds[info.name] = np.asarray(rng.random(shape) < 0.5)
+        elif np.issubdtype(dtype, np.integer):
+            feeds[info.name] = rng.integers(0, 4, shape).astype(dtype)
+        else:
+            feeds[info.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def assert_equivalent(
+    original: onnx.ModelProto,
+    transformed: onnx.ModelProto | ir.Model,
+    feeds: Feeds | None = None,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Both models give the same outputs (by name) on ``feeds`` (random if omitted)."""
+    feeds = feeds if feeds is not None else random_feeds(original)
+    expected = run_onnxruntime(original, feeds)
+    actual = run_onnxruntime(transformed, feeds)
+    assert set(actual) == set(expected), f"outputs differ: {sorted(actual)} vs {sorted(expected)}"
+    for name, want in expected.items():
+        np.testing.assert_allclose(actual[name], want, rtol=rtol, atol=atol, err_msg=name)

@@ -1,0 +1,55 @@
+"""AnnotateTarget: decide, node by node, which target runs it — and record why.
+
+Targets are asked in priority order; the first that accepts a node gets it. A node no
+target accepts goes to the host with every target's reason. Composites already belong
+to the target whose pattern made them. Nodes holding subgraphs (If, Loop, Scan) stay on
+the host for now; their bodies are left untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx_ir as ir
+
+from byoc_sdk.node_info import NodeInfo
+from byoc_sdk.target import Target
+from partition.decision import DECISION_KEY, Decision, composite_of
+from partition.graph_index import has_subgraphs
+from partition.merge_composite import opset_of
+
+
+class AnnotateTargetPass(ir.passes.InPlacePass):
+    """Attach a :class:`~partition.decision.Decision` to every node of the main graph."""
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        super().__init__()
+        self.targets = targets
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        for node in model.graph:
+            node.meta[DECISION_KEY] = self.decide(model, node)
+        return ir.passes.PassResult(model, modified=True)
+
+    def decide(self, model: ir.Model, node: ir.Node) -> Decision:
+        composite = composite_of(node)
+        if composite is not None:
+            return Decision(
+                composite.target,
+                f"fused by {composite.target} pattern "
+                f"{composite.pattern} ({', '.join(composite.members)})",
+            )
+        if has_subgraphs(node):
+            return Decision(
+                None, f"{node.op_type} holds a subgraph; control flow stays on the host"
+            )
+        info = NodeInfo(node, opset_of(model, node))
+        declined = []
+        for target in self.targets:
+            reason = target.check(info)
+            if reason is None:
+                return Decision(target.name, f"{target.name} supports {node.op_type}")
+            declined.append(reason)
+        if not declined:
+            return Decision(None, "no target given")
+        return Decision(None, "; ".join(declined))

@@ -1,0 +1,92 @@
+"""A compact integer view of a graph's dependencies, shared by the passes.
+
+Passes over 100k-node graphs cannot afford to walk ``onnx_ir`` objects repeatedly;
+they index the nodes once (positions in topological order, predecessor and successor
+lists) and work on integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_ir as ir
+
+
+@dataclass
+class GraphIndex:
+    """Nodes of one graph in topological order, with their dependencies by position.
+
+    A node holding subgraphs (If, Loop, Scan) also depends on the producers of the
+    outer values its subgraphs read, though no input edge says so.
+    """
+
+    nodes: list[ir.Node]
+    position: dict[ir.Node, int]
+    preds: list[list[int]]
+    succs: list[list[int]]
+
+    @classmethod
+    def build(cls, graph: ir.Graph) -> GraphIndex:
+        ensure_sorted(graph)
+        nodes = list(graph)
+        position = {node: i for i, node in enumerate(nodes)}
+        preds: list[list[int]] = []
+        succs: list[list[int]] = [[] for _ in nodes]
+        for i, node in enumerate(nodes):
+            mine: dict[int, None] = {}
+            for value in _read_values(node, graph):
+                producer = value.producer()
+                if producer is not None and producer in position:
+                    mine[position[producer]] = None
+            preds.append(list(mine))
+            for p in mine:
+                succs[p].append(i)
+        return cls(nodes, position, preds, succs)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def ensure_sorted(graph: ir.Graph) -> None:
+    """Sort ``graph`` topologically unless it already is (a linear check)."""
+    seen: set[ir.Node] = set()
+    for node in graph:
+        for value in node.inputs:
+            if value is not None:
+                producer = value.producer()
+                if producer is not None and producer not in seen and producer.graph is graph:
+                    graph.sort()
+                    return
+        seen.add(node)
+
+
+def has_subgraphs(node: ir.Node) -> bool:
+    return any(
+        attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+        for attr in node.attributes.values()
+    )
+
+
+def _read_values(node: ir.Node, graph: ir.Graph) -> list[ir.Value]:
+    values = [v for v in node.inputs if v is not None]
+    if has_subgraphs(node):
+        values.extend(captured_values(node, graph))
+    return values
+
+
+def captured_values(node: ir.Node, graph: ir.Graph) -> list[ir.Value]:
+    """Values of ``graph`` that the subgraphs of ``node`` read from the outer scope."""
+    found: dict[ir.Value, None] = {}
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            subgraphs = [attr.value]
+        elif attr.type == ir.AttributeType.GRAPHS:
+            subgraphs = list(attr.value)
+        else:
+            continue
+        for subgraph in subgraphs:
+            for inner in ir.traversal.RecursiveGraphIterator(subgraph):
+                for value in inner.inputs:
+                    if value is not None and value.graph is graph:
+                        found[value] = None
+    return list(found)

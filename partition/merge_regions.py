@@ -1,0 +1,175 @@
+"""MergeCompilerRegions: group annotated nodes into regions that never form a cycle.
+
+The grouping walks the graph in a topological order it chooses as it goes (Kahn's
+algorithm), with at most one region open at a time:
+
+* a ready node of the open region's target joins it — even with no edge to it, which
+  is how siblings of one target merge into one region;
+* a ready host node that does not read the open region runs next, since it may make
+  more of the region's nodes ready;
+* anything that reads the open region waits until the region closes, which it does
+  when nothing else can be taken.
+
+No node downstream of an open region is taken while it is open, so no path can leave a
+region and come back into it, and every edge of the contracted graph points forward in
+the order regions closed: the result has no cycle by construction, in O(nodes + edges).
+
+Regions then face the targets' :class:`~partition.policy.RegionPolicy`; the nodes of a
+rejected region go back to the host (with the rule that sent them), and grouping runs
+again until every region passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import onnx_ir as ir
+
+from byoc_sdk.target import Target
+from partition.decision import Decision, composite_of, decision_of
+from partition.graph_index import GraphIndex
+from partition.policy import RegionPolicy
+
+REGIONS_KEY = "byoc.regions"
+HOST = -1
+
+
+@dataclass
+class RegionPlan:
+    """A region before partitioning: its name, target and nodes in topological order."""
+
+    name: str
+    target: str
+    nodes: list[ir.Node]
+
+
+def group(index: GraphIndex, labels: Sequence[int], per_op: Sequence[bool]) -> list[list[int]]:
+    """Group node positions into acyclic regions; ``labels`` holds a target number per
+    node (lower numbers win when two targets could open a region) or ``HOST``."""
+    n = len(index)
+    missing = [len(p) for p in index.preds]
+    region_of = [HOST] * n
+    regions: list[list[int]] = []
+    pending: list[list[int]] = [[] for _ in per_op]  # ready, waiting for their target's turn
+    joinable: list[int] = []
+    free_host: list[int] = []
+    deferred_host: list[int] = []
+    open_id, open_label = HOST, HOST
+
+    def make_ready(v: int) -> None:
+        label = labels[v]
+        if label == HOST:
+            reads_open = open_id != HOST and any(region_of[p] == open_id for p in index.preds[v])
+            (deferred_host if reads_open else free_host).append(v)
+        elif label == open_label and not per_op[label]:
+            joinable.append(v)
+        else:
+            pending[label].append(v)
+
+    def finish(v: int) -> None:
+        for s in index.succs[v]:
+            missing[s] -= 1
+            if missing[s] == 0:
+                make_ready(s)
+
+    for v in range(n):
+        if missing[v] == 0:
+            make_ready(v)
+    done = 0
+    while done < n:
+        if open_id != HOST and joinable:
+            v = joinable.pop()
+            region_of[v] = open_id
+            regions[open_id].append(v)
+        elif free_host:
+            v = free_host.pop()
+        elif open_id != HOST:
+            open_id, open_label = HOST, HOST
+            free_host.extend(deferred_host)
+            deferred_host.clear()
+            continue
+        else:
+            open_label = next(label for label, queue in enumerate(pending) if queue)
+            open_id = len(regions)
+            regions.append([])
+            if per_op[open_label]:
+                joinable.append(pending[open_label].pop())
+            else:
+                joinable.extend(reversed(pending[open_label]))
+                pending[open_label].clear()
+            continue
+        done += 1
+        finish(v)
+        if open_id != HOST and per_op[open_label] and not joinable:
+            open_id, open_label = HOST, HOST
+            free_host.extend(deferred_host)
+            deferred_host.clear()
+    return [sorted(r) for r in regions]
+
+
+class MergeRegionsPass(ir.passes.InPlacePass):
+    """Plan the regions of every target; the plan goes to ``model.meta["byoc.regions"]``.
+
+    ``policy`` overrides each target's own region policy when given.
+    """
+
+    def __init__(self, targets: Sequence[Target], policy: RegionPolicy | None = None) -> None:
+        super().__init__()
+        self.targets = list(targets)
+        self.policy = policy
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        index = GraphIndex.build(model.graph)
+        number = {t.name: i for i, t in enumerate(self.targets)}
+        per_op = [t.merge_style == "per-op" for t in self.targets]
+        decisions = [decision_of(node) for node in index.nodes]
+        labels = [
+            number[d.target] if d is not None and d.target in number else HOST for d in decisions
+        ]
+        while True:
+            regions = group(index, labels, per_op)
+            if not self._prune(index, regions, labels, decisions):
+                break
+        plans: list[RegionPlan] = []
+        counts: dict[str, int] = {}
+        for region in regions:
+            target = self.targets[labels[region[0]]]
+            name = f"{target.name}_{counts.get(target.name, 0)}"
+            counts[target.name] = counts.get(target.name, 0) + 1
+            for v in region:
+                decisions[v].region = name
+            plans.append(RegionPlan(name, target.name, [index.nodes[v] for v in region]))
+        model.meta[REGIONS_KEY] = plans
+        return ir.passes.PassResult(model, modified=False)
+
+    def _prune(
+        self,
+        index: GraphIndex,
+        regions: list[list[int]],
+        labels: list[int],
+        decisions: list[Decision | None],
+    ) -> bool:
+        """Send regions that fail their policy back to the host; True if any did."""
+        pruned = False
+        for region in regions:
+            target = self.targets[labels[region[0]]]
+            ops = [op for v in region for op in _member_ops(index.nodes[v])]
+            reason = target.effective_policy(self.policy).rejects(
+                nodes=len(ops),
+                compute_heavy=any(op in target.compute_heavy_ops for op in ops),
+                per_op=target.merge_style == "per-op",
+            )
+            if reason is None:
+                continue
+            pruned = True
+            for v in region:
+                labels[v] = HOST
+                decisions[v].target = None
+                decisions[v].reason = f"{target.name} supports it, but {reason}"
+        return pruned
+
+
+def _member_ops(node: ir.Node) -> tuple[str, ...]:
+    composite = composite_of(node)
+    return composite.member_ops if composite is not None else (node.op_type,)

@@ -1,0 +1,1 @@
+"""The targets bundled with byoc: simaccel (a simulated accelerator), cpu (C) and cuda."""

@@ -1,0 +1,110 @@
+"""simaccel: a simulated accelerator, the bundled example of a small NPU.
+
+A weight-stationary 16x16 systolic array (float32, and int8 with int32 accumulation) runs
+Conv, Gemm and MatMul; a vector unit runs elementwise ops, activations and pooling; 512 KiB
+of SRAM holds the tiles in flight (see :mod:`reference_backends.simaccel.limits`). Every
+shape must be known at build time.
+
+This module is the chip's support table only: which ops and fused patterns it runs, and
+why it declines the rest. Its compiler (the codegen of the build step) comes later.
+"""
+
+from __future__ import annotations
+
+from byoc_sdk.target import Target
+from reference_backends.common import (
+    FLOAT32,
+    all_of,
+    batchnorm_inference_check,
+    bias_along,
+    conv2d_check,
+    conv_add_bias_act_pattern,
+    declare_composites,
+    gemm_check,
+    matmul_add_pattern,
+    matmul_check,
+    max_rank_check,
+    members_supported,
+    pool2d_check,
+    spatial_rank_check,
+)
+from reference_backends.simaccel.limits import LIMITS
+
+target = Target(
+    "simaccel",
+    version="0.1.0",
+    vendor="byoc",
+    description="Simulated accelerator: 16x16 weight-stationary systolic array (float32, "
+    "int8 with int32 accumulation), vector unit, 512 KiB SRAM",
+    priority=10,
+    merge_style="regions",
+    constants="bind",
+)
+
+NAME = target.name
+#: float32 and int8: for the ops ONNX defines on int8 too.
+BOTH = LIMITS.dtypes
+#: float32 only: ONNX defines these ops on float types alone (int8 Conv or MatMul are the
+#: quantized ops ConvInteger / QLinearConv / MatMulInteger, not declared yet).
+FLOAT = FLOAT32
+#: Activations the vector unit applies to the array's output as it drains.
+FUSED_ACTIVATIONS = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSwish")
+
+rank_limit = max_rank_check(LIMITS.max_rank, NAME)
+kernel = f"{LIMITS.max_kernel}x{LIMITS.max_kernel}"
+
+# --- systolic array ----------------------------------------------------------------
+
+target.support(
+    "Conv", dtypes=FLOAT, const_inputs=(1, 2), static_shapes=True,
+    note=f"2-D, kernel <= {kernel}, no dilation, group 1 or depthwise, "
+    f"<= {LIMITS.max_channels} channels",
+)(conv2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, max_channels=LIMITS.max_channels,
+               allow_dilation=False, groups="depthwise"))
+
+target.support(
+    "Gemm", dtypes=FLOAT, const_inputs=(1,), static_shapes=True, note="transA 0, alpha = beta = 1",
+)(gemm_check(allow_trans_a=False, allow_scaling=False))
+
+target.support(
+    "MatMul", dtypes=FLOAT, const_inputs=(1,), static_shapes=True,
+    note=f"2-D or batched, rank <= {LIMITS.max_rank}",
+)(matmul_check(owner=NAME, max_rank=LIMITS.max_rank))
+
+# --- vector unit -------------------------------------------------------------------
+
+target.support("Add", "Sub", "Mul", dtypes=BOTH, static_shapes=True,
+               note=f"broadcasting, rank <= {LIMITS.max_rank}")(rank_limit)
+target.support("Relu", dtypes=BOTH, static_shapes=True)
+target.support("Clip", dtypes=BOTH, const_inputs=(1, 2), static_shapes=True)
+target.support("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+               dtypes=FLOAT, static_shapes=True)
+
+pool = pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
+                    allow_ceil_mode=False, allow_count_include_pad=False)
+pool_note = f"2-D, kernel <= {kernel}; no dilation, ceil_mode, count_include_pad"
+target.support("MaxPool", dtypes=BOTH, static_shapes=True, note=pool_note)(pool)
+target.support("AveragePool", dtypes=FLOAT, static_shapes=True, note=pool_note)(pool)
+target.support("GlobalAveragePool", dtypes=FLOAT, static_shapes=True,
+               note="2-D")(spatial_rank_check(2, "pooling"))
+
+target.support(
+    "BatchNormalization", dtypes=FLOAT, const_inputs=(1, 2, 3, 4), static_shapes=True,
+    note=f"inference mode, rank <= {LIMITS.max_rank}",
+)(all_of(batchnorm_inference_check, rank_limit))
+
+# --- layout (no data movement) -----------------------------------------------------
+
+target.support("Flatten", dtypes=BOTH, static_shapes=True)
+target.support("Reshape", dtypes=BOTH, const_inputs=(1,), static_shapes=True)
+
+# --- composites: the array's output drains through the vector unit -----------------
+# conv_bn_act, conv_act, gemm_act and matmul_add_act with the activations above, plus:
+
+declare_composites(target, FUSED_ACTIVATIONS)
+target.pattern("conv_add_bias_act", conv_add_bias_act_pattern(FUSED_ACTIVATIONS),
+               members_supported(target, bias_along("conv", axis=1)),
+               note=f"Conv -> Add(per-channel constant) -> {'|'.join(FUSED_ACTIVATIONS)}")
+target.pattern("matmul_add", matmul_add_pattern(),
+               members_supported(target, bias_along("matmul", axis=-1)),
+               note="MatMul(x, constant) -> Add(row constant)")

@@ -1,0 +1,230 @@
+"""MergeRegions: maximal regions of one target, never a cycle between regions.
+
+Each test states a small graph, which ops a target supports, and where every node must
+end up. ``RegionPolicy.keep_all()`` switches the size policies off unless a test is
+about them.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from byoc_sdk import RegionPolicy, partition_model
+from byoc_sdk.testing import assert_equivalent, onnx_text
+from partition.graph_index import GraphIndex
+from partition.merge_regions import HOST, group
+
+KEEP_ALL = RegionPolicy.keep_all()
+
+
+def placement(model, targets, policy=KEEP_ALL):
+    result = partition_model(model, targets, policy=policy)
+    assert_equivalent(model, result.model)
+    return {k: sorted(v) for k, v in result.report.placement().items()}, result
+
+
+def test_a_chain_of_supported_ops_is_one_region(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t1 = Relu(x)
+          [b] t2 = Tanh(t1)
+          [c] y = Sigmoid(t2)
+        }""")
+    placed, _ = placement(model, [make_target("acc", ["Relu", "Tanh", "Sigmoid"])])
+    assert placed == {"acc_0": ["a", "b", "c"]}
+
+
+def test_an_unsupported_op_splits_a_chain(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t1 = Relu(x)
+          [u] t2 = Softmax(t1)
+          [c] y = Sigmoid(t2)
+        }""")
+    placed, _ = placement(model, [make_target("acc", ["Relu", "Sigmoid"])])
+    assert placed == {"acc_0": ["a"], "host": ["u"], "acc_1": ["c"]}
+
+
+def test_a_diamond_through_the_host_is_not_merged(make_target):
+    # a -> u (host) -> d and a -> d: one region {a, d} would feed u and read it back.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t1 = Relu(x)
+          [u] t2 = Softmax(t1)
+          [d] y = Add(t1, t2)
+        }""")
+    placed, _ = placement(model, [make_target("acc", ["Relu", "Add"])])
+    assert placed == {"acc_0": ["a"], "host": ["u"], "acc_1": ["d"]}
+
+
+def test_unconnected_siblings_of_one_target_share_a_region(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y, float[2,4] z) {
+          [a] y = Relu(x)
+          [b] z = Tanh(x)
+        }""")
+    placed, result = placement(model, [make_target("acc", ["Relu", "Tanh"])])
+    assert placed == {"acc_0": ["a", "b"]}
+    assert result.report.regions[0].outputs == ["y", "z"]
+
+
+def test_siblings_join_after_host_work_they_do_not_depend_on(make_target):
+    # s runs on the host first; a and b, both ready afterwards, still merge.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y, float[2,4] z) {
+          [s] t = Softmax(x)
+          [a] y = Relu(t)
+          [b] z = Tanh(x)
+        }""")
+    placed, _ = placement(model, [make_target("acc", ["Relu", "Tanh"])])
+    assert placed == {"host": ["s"], "acc_0": ["a", "b"]}
+
+
+def test_a_region_may_feed_graph_outputs_and_inner_nodes_at_once(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] mid, float[2,4] y) {
+          [a] mid = Relu(x)
+          [b] t = Tanh(mid)
+          [u] y = Softmax(t)
+        }""")
+    placed, result = placement(model, [make_target("acc", ["Relu", "Tanh"])])
+    assert placed == {"acc_0": ["a", "b"], "host": ["u"]}
+    assert result.report.regions[0].outputs == ["mid", "t"]
+
+
+def test_the_higher_priority_target_wins_a_node_both_support(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t = Relu(x)
+          [b] y = Tanh(t)
+        }""")
+    low = make_target("low", ["Relu", "Tanh"], priority=1)
+    high = make_target("high", ["Tanh"], priority=5)
+    placed, _ = placement(model, [low, high])
+    assert placed == {"low_0": ["a"], "high_0": ["b"]}
+
+
+def test_regions_of_two_targets_never_form_a_cycle(make_target):
+    # A region {a, x} of t1 and {y, z} of t2 would each read the other.
+    model = onnx_text("""
+        g (float[2,4] i) => (float[2,4] o1, float[2,4] o2) {
+          [a] ta = Relu(i)
+          [z] tz = Tanh(i)
+          [y] o1 = Sigmoid(ta)
+          [x] o2 = Abs(tz)
+        }""")
+    t1 = make_target("tone", ["Relu", "Abs"], priority=2)
+    t2 = make_target("ttwo", ["Tanh", "Sigmoid"], priority=1)
+    placed, result = placement(model, [t1, t2])
+    regions = {k: v for k, v in placed.items() if k != "host"}
+    assert sorted(n for names in regions.values() for n in names) == ["a", "x", "y", "z"]
+    for names in regions.values():
+        assert not ({"a", "x"} <= set(names) and {"y", "z"} & set(names))
+    assert len(result.report.regions) == 3
+
+
+def test_per_op_targets_get_one_region_per_node(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t = Relu(x)
+          [b] y = Tanh(t)
+        }""")
+    placed, _ = placement(model, [make_target("lib", ["Relu", "Tanh"], merge_style="per-op")])
+    assert placed == {"lib_0": ["a"], "lib_1": ["b"]}
+
+
+def test_regions_below_min_nodes_go_back_to_the_host_with_the_reason(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t1 = Relu(x)
+          [u] t2 = Softmax(t1)
+          [b] t3 = Relu(t2)
+          [c] y = Tanh(t3)
+        }""")
+    policy = RegionPolicy(min_nodes=2, require_compute=False)
+    placed, result = placement(model, [make_target("acc", ["Relu", "Tanh"])], policy)
+    assert placed == {"host": ["a", "u"], "acc_0": ["b", "c"]}
+    reason = {n.name: n.reason for n in result.report.nodes}["a"]
+    assert "1 node" in reason and "min_nodes=2" in reason
+
+
+def test_regions_without_compute_heavy_ops_go_back_to_the_host(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
+          [a] t1 = Relu(x)
+          [u] t2 = Softmax(t1)
+          [m] t3 = MatMul(t2, w)
+          [b] y = Relu(t3)
+        }""")
+    policy = RegionPolicy(min_nodes=1, require_compute=True)
+    placed, result = placement(model, [make_target("acc", ["Relu", "MatMul"])], policy)
+    assert placed == {"host": ["a", "u"], "acc_0": ["b", "m"]}
+    assert "no compute-heavy op" in {n.name: n.reason for n in result.report.nodes}["a"]
+
+
+def test_the_default_policy_applies_when_none_is_given(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] t = Relu(x)
+          [b] y = Tanh(t)
+        }""")
+    placed, _ = placement(model, [make_target("acc", ["Relu", "Tanh"])], policy=None)
+    assert placed == {"host": ["a", "b"]}  # no compute-heavy op
+
+
+def test_a_target_policy_is_used_unless_overridden(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] y = Relu(x)
+        }""")
+    target = make_target("acc", ["Relu"], policy=RegionPolicy.keep_all())
+    placed, _ = placement(model, [target], policy=None)
+    assert placed == {"acc_0": ["a"]}
+
+
+def test_control_flow_stays_on_the_host_and_keeps_working(make_target):
+    from byoc_sdk.model_zoo import with_control_flow
+
+    model = with_control_flow()
+    ops = {n.op_type for n in model.graph.node} - {"If"}
+    placed, result = placement(model, [make_target("acc", ops)])
+    if_nodes = [n.name for n in model.graph.node if n.op_type == "If"]
+    assert set(if_nodes) <= set(placed["host"])
+    assert "subgraph" in {n.name: n.reason for n in result.report.nodes}[if_nodes[0]]
+
+
+def _contracted_is_acyclic(index: GraphIndex, regions: list[list[int]]) -> bool:
+    owner = list(range(len(index)))
+    for r, members in enumerate(regions):
+        for v in members:
+            owner[v] = len(index) + r
+    contracted = nx.DiGraph()
+    contracted.add_nodes_from(set(owner))
+    for v, preds in enumerate(index.preds):
+        for p in preds:
+            if owner[p] != owner[v]:
+                contracted.add_edge(owner[p], owner[v])
+    return nx.is_directed_acyclic_graph(contracted)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_grouping_random_dags_never_makes_a_cycle(seed):
+    import random
+
+    import onnx_ir as ir
+
+    from byoc_sdk.model_zoo import random_dag
+
+    rng = random.Random(seed)
+    model = ir.from_proto(random_dag(seed, rng.randint(5, 120)))
+    index = GraphIndex.build(model.graph)
+    n_targets = rng.randint(1, 3)
+    labels = [rng.choice([HOST, *range(n_targets)]) for _ in range(len(index))]
+    per_op = [rng.random() < 0.3 for _ in range(n_targets)]
+    regions = group(index, labels, per_op)
+    placed = sorted(v for r in regions for v in r)
+    assert placed == sorted(v for v in range(len(index)) if labels[v] != HOST)
+    assert all(len({labels[v] for v in r}) == 1 for r in regions)
+    assert all(len(r) == 1 for r in regions if per_op[labels[r[0]]])
+    assert _contracted_is_acyclic(index, regions)

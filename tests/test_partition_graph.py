@@ -1,0 +1,141 @@
+"""PartitionGraph: each region becomes a model-local function and one call node.
+
+The partitioned model must stay valid ONNX that onnxruntime runs as it is, with the
+original's outputs.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from byoc_sdk import RegionPolicy, any_input, const, op, partition_model
+from byoc_sdk.content_hash import SHA256_KEY, content_hash
+from byoc_sdk.testing import assert_equivalent, onnx_text
+from byoc_sdk.versions import pinned_ir_version
+
+KEEP_ALL = RegionPolicy.keep_all()
+
+MLP = """
+    g (float[2,4] x) => (float[2,4] y)
+    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+      [mm] m = MatMul(x, w)
+      [add] a = Add(m, b)
+      [sm] s = Softmax(a)
+      [mm2] y = MatMul(s, w)
+    }"""
+
+
+def test_a_region_becomes_a_function_in_the_target_domain(make_target):
+    model = onnx_text(MLP)
+    result = partition_model(model, [make_target("acc", ["MatMul", "Add"])], policy=KEEP_ALL)
+    proto = result.to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.ir_version == pinned_ir_version()
+    assert {(o.domain, o.version) for o in proto.opset_import} >= {("byoc.acc", 1)}
+    calls = [n for n in proto.graph.node if n.domain == "byoc.acc"]
+    assert [(n.op_type, n.name) for n in calls] == [("acc_0", "acc_0"), ("acc_1", "acc_1")]
+    functions = {f.name: f for f in proto.functions}
+    assert [n.name for n in functions["acc_0"].node if n.op_type != "Constant"] == ["mm", "add"]
+    assert_equivalent(model, proto)
+
+
+def test_bound_constants_live_inside_the_function(make_target):
+    model = onnx_text(MLP)
+    result = partition_model(model, [make_target("acc", ["MatMul", "Add"])], policy=KEEP_ALL)
+    proto = result.to_proto()
+    body = {f.name: f for f in proto.functions}["acc_0"]
+    constants = [n for n in body.node if n.op_type == "Constant"]
+    assert sorted(n.output[0] for n in constants) == ["b", "w"]
+    assert list(proto.graph.node[0].input) == ["x"]
+    # b is used only inside regions, so it no longer sits in the main graph.
+    assert {t.name for t in proto.graph.initializer} == set()
+
+
+def test_bound_constants_record_their_content_hash(make_target):
+    model = onnx_text(MLP)
+    result = partition_model(model, [make_target("acc", ["MatMul", "Add"])], policy=KEEP_ALL)
+    function = next(iter(result.model.functions.values()))
+    hashes = {
+        node.outputs[0].name: node.outputs[0].metadata_props.get(SHA256_KEY)
+        for node in function if node.op_type == "Constant"
+    }
+    assert all(len(h) == 64 for h in hashes.values())
+    assert hashes["w"] != hashes["b"]
+
+
+def test_constants_can_be_passed_as_call_inputs(make_target):
+    model = onnx_text(MLP)
+    target = make_target("acc", ["MatMul", "Add"], constants="inputs")
+    proto = partition_model(model, [target], policy=KEEP_ALL).to_proto()
+    assert list(proto.graph.node[0].input) == ["x", "w", "b"]
+    assert {t.name for t in proto.graph.initializer} == {"w", "b"}
+    assert_equivalent(model, proto)
+
+
+def test_identical_constants_are_stored_once(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4] b1 = {1, 2, 3, 4}, float[4] b2 = {1, 2, 3, 4}> {
+          [a1] t = Add(x, b1)
+          [a2] y = Add(t, b2)
+        }""")
+    target = make_target("acc", ["Add"], constants="inputs")
+    proto = partition_model(model, [target], policy=KEEP_ALL).to_proto()
+    assert len(proto.graph.initializer) == 1
+    assert_equivalent(model, proto)
+
+
+def test_content_hash_depends_on_dtype_shape_and_bytes():
+    import numpy as np
+    import onnx_ir as ir
+
+    a = content_hash(ir.tensor(np.zeros(4, np.float32)))
+    assert a == content_hash(ir.tensor(np.zeros(4, np.float32)))
+    assert a != content_hash(ir.tensor(np.zeros((2, 2), np.float32)))
+    assert a != content_hash(ir.tensor(np.zeros(4, np.int32)))
+
+
+def test_a_composite_inside_a_region_is_a_nested_function_call(make_target):
+    model = onnx_text(MLP)
+    target = make_target("acc", ["MatMul"])
+    target.pattern("mm_add", op("Add", op("MatMul", any_input(), const()), const()))
+    proto = partition_model(model, [target], policy=KEEP_ALL).to_proto()
+    functions = {f.name: f for f in proto.functions}
+    inner = [n for n in functions["acc_0"].node if n.op_type != "Constant"]
+    assert [(n.domain, n.op_type) for n in inner] == [("byoc.acc.composite", "mm_add_0")]
+    assert [n.name for n in functions["mm_add_0"].node] == ["mm", "add"]
+    assert_equivalent(model, proto)
+
+
+def test_a_composite_whose_region_is_dropped_is_expanded_back(make_target):
+    model = onnx_text(MLP)
+    target = make_target("acc", [])
+    target.pattern("mm_add", op("Add", op("MatMul", any_input(), const()), const()))
+    result = partition_model(model, [target], policy=RegionPolicy(min_nodes=3))
+    proto = result.to_proto()
+    assert [n.name for n in proto.graph.node] == ["mm", "add", "sm", "mm2"]
+    assert not proto.functions
+    reasons = {n.name: n.reason for n in result.report.nodes}
+    assert "min_nodes=3" in reasons["mm"]
+    assert_equivalent(model, proto)
+
+
+def test_every_node_records_where_it_went_and_why(make_target):
+    model = onnx_text(MLP)
+    proto = partition_model(model, [make_target("acc", ["MatMul", "Add"])], policy=KEEP_ALL
+                            ).to_proto()
+    host = {n.name: {p.key: p.value for p in n.metadata_props} for n in proto.graph.node}
+    assert host["sm"]["byoc.target"] == "host"
+    assert "Softmax is not supported by acc" in host["sm"]["byoc.reason"]
+    assert host["acc_0"]["byoc.region"] == "acc_0"
+    body = {f.name: f for f in proto.functions}["acc_0"]
+    mm = next(n for n in body.node if n.name == "mm")
+    assert {p.key: p.value for p in mm.metadata_props}["byoc.region"] == "acc_0"
+
+
+def test_a_model_with_nothing_offloaded_is_unchanged_but_pinned(make_target):
+    model = onnx_text(MLP)
+    proto = partition_model(model, [make_target("acc", ["Gelu"])]).to_proto()
+    assert [n.name for n in proto.graph.node] == ["mm", "add", "sm", "mm2"]
+    assert proto.ir_version == pinned_ir_version()
+    assert_equivalent(model, proto)
