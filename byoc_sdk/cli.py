@@ -36,12 +36,39 @@ def _progress(verbose: bool) -> Callable[[str], None]:
     return say
 
 
+def _writable(path: Path, what: str) -> Path:
+    """Refuse an output path up front, before any work or any other output is written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ByocError(f"cannot write the {what}: folder {folder} does not exist", file=str(path))
+    if path.is_dir():
+        raise ByocError(f"cannot write the {what}: it is a directory", file=str(path))
+    return path
+
+
+def _write(path: Path, what: str, write: Callable[[Path], None]) -> None:
+    try:
+        write(path)
+    except OSError as exc:
+        raise ByocError(f"cannot write the {what}: {exc.strerror or exc}", file=str(path)) from exc
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def cmd_partition(args: argparse.Namespace) -> int:
     from byoc_sdk.dot import to_dot
     from byoc_sdk.loader import load_model
     from partition.pipeline import partition_model
     from partition.policy import RegionPolicy
 
+    output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.partitioned.onnx")
+    _writable(output, "partitioned model")
+    dot = _writable(Path(args.dot), "Graphviz file") if args.dot else None
     policy = None
     if args.keep_all_regions:
         policy = RegionPolicy.keep_all()
@@ -52,10 +79,10 @@ def cmd_partition(args: argparse.Namespace) -> int:
     if say is None and model.graph.num_nodes() >= PROGRESS_NODES:
         say = _progress(False)
     result = partition_model(model, args.target, policy=policy, progress=say)
-    output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.partitioned.onnx")
-    result.save(output)
-    if args.dot:
-        Path(args.dot).write_text(to_dot(result.model, result.report.targets))
+    _write(output, "partitioned model", result.save)
+    if dot is not None:
+        text = to_dot(result.model, result.report.targets)
+        _write(dot, "Graphviz file", lambda path: path.write_text(text))
     if args.json:
         print(result.report.to_json())
         return EXIT_OK
@@ -169,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("byoc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (byoc ... | head): not an error worth a message.
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as exc:  # the last line of defence: a bug, not bad input
         if args.debug:
             traceback.print_exc()

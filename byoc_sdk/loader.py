@@ -18,6 +18,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from byoc_sdk import versions
+from byoc_sdk.bulk import bulk_allocation
 from byoc_sdk.errors import (
     DanglingInputError,
     GraphCycleError,
@@ -59,7 +60,8 @@ def load_model(source: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     _run_checker(proto, label)
     if infer_shapes:
         proto = _infer_shapes(proto, label)
-    model = ir.from_proto(proto)
+    with bulk_allocation():
+        model = ir.from_proto(proto)
     if base_dir is not None:
         ir.external_data.set_base_dir(model.graph, base_dir)
     model.meta[SOURCE_KEY] = label
@@ -83,8 +85,10 @@ def _read(source: ModelSource) -> tuple[str, onnx.ModelProto, Path | None]:
     label = str(path)
     if not path.exists():
         raise ModelNotFoundError("no such file", file=label)
+    if path.is_dir():
+        raise ModelLoadError("is a directory, not an ONNX model file", file=label)
     if not path.is_file():
-        raise ModelLoadError("not a file", file=label)
+        raise ModelLoadError("not a regular file", file=label)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -144,14 +148,22 @@ def _check_versions(proto: onnx.ModelProto, label: str, notes: list[str]) -> Non
 def _dtypes_used(graph: onnx.GraphProto) -> Iterable[int]:
     for tensor in graph.initializer:
         yield tensor.data_type
+    for sparse in graph.sparse_initializer:
+        yield sparse.values.data_type
     for info in (*graph.input, *graph.output, *graph.value_info):
         if info.type.HasField("tensor_type"):
             yield info.type.tensor_type.elem_type
     for node in graph.node:
         for attr in node.attribute:
-            if attr.name == "to" and node.op_type == "Cast":
+            if attr.name == "to" and node.op_type in ("Cast", "CastLike", "EyeLike"):
                 yield attr.i
-            for sub in (attr.g, *attr.graphs):
+            if attr.HasField("t"):
+                yield attr.t.data_type
+            if attr.HasField("sparse_tensor"):
+                yield attr.sparse_tensor.values.data_type
+            for tensor in attr.tensors:
+                yield tensor.data_type
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
                 yield from _dtypes_used(sub)
 
 
@@ -167,6 +179,9 @@ def _check_structure(graph: onnx.GraphProto, label: str, notes: list[str]) -> No
     deps: list[set[int]] = []
     for index, node in enumerate(graph.node):
         node_deps = set()
+        for name in _subgraph_reads(node):
+            if name in producer:
+                node_deps.add(producer[name])
         for name in node.input:
             if not name or (name in available and name not in producer):
                 continue
@@ -194,6 +209,21 @@ def _check_structure(graph: onnx.GraphProto, label: str, notes: list[str]) -> No
         del graph.node[:]
         graph.node.extend(sorted_nodes)
         notes.append("nodes were not in topological order; re-sorted")
+
+
+def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Every value name read inside ``node``'s subgraphs (If, Loop, Scan bodies).
+
+    ONNX names are unique across scopes, so a name a main-graph node produces is an
+    outer-scope read: the node must come after its producer.
+    """
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+            for inner in sub.node:
+                names.update(n for n in inner.input if n)
+                names |= _subgraph_reads(inner)
+    return names
 
 
 def _topological_order(deps: list[set[int]]) -> list[int] | None:
@@ -224,37 +254,71 @@ def _describe_cycle(graph: onnx.GraphProto, deps: list[set[int]]) -> str:
     return "the graph has a cycle: " + " -> ".join([*names, names[0]])
 
 
+def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    return [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
 def _check_external_data(proto: onnx.ModelProto, label: str, base_dir: Path | None) -> None:
-    for tensor in proto.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+    """Every external tensor's file exists next to the model and is long enough."""
+    for tensor in _external_tensors(proto):
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
         if base_dir is None:
             raise ModelLoadError(
                 f"initializer '{tensor.name}' keeps its data in external file '{location}'; "
                 "load the model from its path so the file can be found",
                 file=label,
             )
-        if not (base_dir / location).is_file():
+        path = (base_dir / location).resolve()
+        if not path.is_relative_to(base_dir.resolve()):
+            raise ModelLoadError(
+                f"external data '{location}' of initializer '{tensor.name}' lies outside "
+                "the model's folder",
+                file=label,
+            )
+        if not path.is_file():
             raise ModelLoadError(
                 f"external data file '{location}' of initializer '{tensor.name}' is missing",
                 file=label,
             )
+        end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        if end > path.stat().st_size:
+            raise TruncatedModelError(
+                f"external data file '{location}' ends before initializer '{tensor.name}' "
+                f"({path.stat().st_size} bytes, needs {end})",
+                file=label,
+            )
 
 
-_CHECKER_NODE = re.compile(r"node name: ([^)\s]+)\)")
+# onnx names the failing node as "node name: X)" or, since 1.20, "Name: X OpType: ...".
+_CHECKER_NODE = re.compile(r"node name: ([^)\s]+)\)|Name: (\S+) OpType")
+_CHECKER_CONTEXT = re.compile(r"\s*==> Context:.*", re.S)
 
 
 def _run_checker(proto: onnx.ModelProto, label: str) -> None:
+    external = _external_tensors(proto)
+    if external:
+        # The checker looks for external files in the current directory, not the
+        # model's; _check_external_data already checked them, so check a copy whose
+        # external tensors are empty (zero elements need no data) instead.
+        stubbed = onnx.ModelProto()
+        stubbed.CopyFrom(proto)
+        for tensor in _external_tensors(stubbed):
+            del tensor.external_data[:]
+            del tensor.dims[:]
+            tensor.dims.append(0)
+            tensor.data_location = onnx.TensorProto.DEFAULT
+        proto = stubbed
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        message = str(exc).strip().splitlines()
-        found = _CHECKER_NODE.search(str(exc))
+        text = str(exc)
+        found = _CHECKER_NODE.search(text)
+        message = " ".join(_CHECKER_CONTEXT.sub("", text).split())
         raise InvalidGraphError(
-            f"fails the ONNX checker: {message[0] if message else exc}",
+            f"fails the ONNX checker: {message}",
             file=label,
-            node=found.group(1) if found else None,
+            node=next((g for g in found.groups() if g), None) if found else None,
         ) from exc
 
 

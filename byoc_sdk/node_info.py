@@ -17,6 +17,7 @@ import onnx_ir as ir
 Dim = int | str | None
 
 
+@functools.cache
 def dtype_name(dtype: ir.DataType | None) -> str | None:
     """numpy's name for an ONNX element type ("float32", "int8", "bool"...)."""
     if dtype is None:

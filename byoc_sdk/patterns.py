@@ -162,6 +162,13 @@ class Match:
     inputs: list[ir.Value]
     outputs: list[ir.Value]
     bindings: dict[str, ir.Value | ir.Node]
+    opset_of: Callable[[ir.Node], int | None] = lambda _node: None
+
+    def info(self, name: str) -> NodeInfo:
+        """The :class:`~byoc_sdk.node_info.NodeInfo` of the op pattern named ``name``,
+        with its opset, as a target's op checks expect."""
+        node = self.node(name)
+        return NodeInfo(node, self.opset_of(node))
 
     def node(self, name: str) -> ir.Node:
         """The node bound to an op pattern's ``name``."""
@@ -225,7 +232,7 @@ class Matcher:
             return None
         if exported and self._closes_cycle(nodes, attempt.nodes):
             return None
-        return Match(pattern, root, nodes, inputs, outputs, attempt.bindings)
+        return Match(pattern, root, nodes, inputs, outputs, attempt.bindings, self.opset_of)
 
     def _match_node(self, pattern: OpPattern, node: ir.Node, attempt: _Attempt) -> bool:
         if node in attempt.nodes:

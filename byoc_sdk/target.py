@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from byoc_sdk.errors import TargetError
-from byoc_sdk.node_info import NodeInfo
+from byoc_sdk.node_info import NodeInfo, dtype_name, is_constant
 from byoc_sdk.patterns import Match, OpPattern
 from partition.policy import DEFAULT_COMPUTE_HEAVY_OPS, RegionPolicy
 
@@ -67,21 +67,28 @@ class OpSupport:
         return (first is None or opset >= first) and (last is None or opset <= last)
 
     def evaluate(self, node: NodeInfo, target: str) -> str | None:
-        """``None`` if ``node`` is supported, else the reason it is not."""
+        """``None`` if ``node`` is supported, else the reason it is not.
+
+        Reasons name the op, not the tensor, so that reports can group them.
+        """
+        # Read the IR values directly: this runs for every node of every model.
+        values = node.node.inputs
         if self.dtypes is not None:
-            data = node.input(0)
-            dtype = data.dtype if data is not None else None
+            dtype = dtype_name(values[0].dtype) if values and values[0] is not None else None
             if dtype not in self.dtypes:
                 allowed = ", ".join(sorted(self.dtypes))
-                return f"{target} runs {node.op_type} on {allowed}, not {dtype}"
+                return f"{target} runs {node.op_type} on {allowed}, not {dtype or 'unknown types'}"
         for index in self.const_inputs:
-            tensor = node.input(index)
-            if tensor is not None and not tensor.is_constant:
+            if index < len(values) and values[index] is not None and not is_constant(values[index]):
                 return f"{target} needs input {index} of {node.op_type} to be a constant"
         if self.static_shapes:
-            for tensor in (*node.inputs, *node.outputs):
-                if tensor is not None and not tensor.is_static:
-                    return f"{target} needs static shapes; '{tensor.name}' is {tensor.shape}"
+            for kind, group in (("input", values), ("output", node.node.outputs)):
+                for index, value in enumerate(group):
+                    if value is not None and (value.shape is None or not value.shape.is_static()):
+                        return (
+                            f"{target} needs static shapes ({kind} {index} of {node.op_type} "
+                            "is dynamic)"
+                        )
         return _verdict(self.check(node) if self.check else True, f"{node.op_type} check")
 
 
@@ -165,21 +172,30 @@ class Target:
         dtypes: Iterable[str] | None = None,
         const_inputs: Iterable[int] = (),
         static_shapes: bool = False,
+        check: OpCheck | None = None,
         note: str = "",
     ) -> Callable[[OpCheck], OpCheck]:
-        """Declare ops this target runs. Use as a call, or as a decorator to add a check."""
+        """Declare ops this target runs, optionally with a ``check``.
+
+        Returns a decorator that sets the check instead, so both read well::
+
+            target.support("Relu", "Add", dtypes={"float32"})
+
+            @target.support("Conv", const_inputs=(1,))
+            def _conv(node): ...
+        """
         if not op_types:
             raise TargetError("support() needs at least one op type", target=self.name)
+        if isinstance(dtypes, str):
+            raise TargetError(
+                f"dtypes must be a collection of type names such as {{{dtypes!r}}}, "
+                f"not the string {dtypes!r}",
+                target=self.name,
+            )
         rules = [
             OpSupport(
-                op_type,
-                domain,
-                opsets,
-                frozenset(dtypes) if dtypes is not None else None,
-                tuple(const_inputs),
-                static_shapes,
-                None,
-                note,
+                op_type, domain, opsets, frozenset(dtypes) if dtypes is not None else None,
+                tuple(const_inputs), static_shapes, check, note,
             )
             for op_type in op_types
         ]
@@ -189,7 +205,9 @@ class Target:
         def attach(check: OpCheck) -> OpCheck:
             for rule in rules:
                 entries = self.ops[(rule.domain, rule.op_type)]
-                entries[entries.index(rule)] = replace(rule, check=check)
+                # By identity: two declarations may be equal yet distinct rules.
+                index = next(i for i, entry in enumerate(entries) if entry is rule)
+                entries[index] = replace(rule, check=check)
             return check
 
         return attach

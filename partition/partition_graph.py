@@ -9,10 +9,10 @@ node records in ``metadata_props`` where it went and why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedFunctionsPass
 
 from byoc_sdk.content_hash import SHA256_KEY, content_hash
 from byoc_sdk.node_info import is_constant
@@ -34,9 +34,18 @@ class PartitionGraphPass(ir.passes.InPlacePass):
         plans: list[RegionPlan] = model.meta.get(REGIONS_KEY, [])
         graph = model.graph
         placed = {node for plan in plans for node in plan.nodes}
+        calls: Counter[tuple[str, str, str]] = Counter()
+        expanded = []
         for node in list(graph):
-            if composite_of(node) is not None and node not in placed:
-                self._expand(model, node)
+            if composite_of(node) is not None:
+                calls[node.op_identifier()] += 1
+                if node not in placed:
+                    expanded.append(node.op_identifier())
+                    self._expand(model, node)
+        for identifier in expanded:
+            calls[identifier] -= 1
+            if calls[identifier] == 0:  # every call of this shared composite was expanded
+                model.functions.pop(identifier, None)
         for node in graph:
             _record(node)
         for plan in plans:
@@ -52,7 +61,6 @@ class PartitionGraphPass(ir.passes.InPlacePass):
             call.metadata_props["byoc.target"] = target.name
             call.metadata_props["byoc.region"] = plan.name
         ensure_sorted(graph)
-        RemoveUnusedFunctionsPass()(model)  # composites whose every call was expanded
         return ir.passes.PassResult(model, modified=bool(plans))
 
     def _expand(self, model: ir.Model, call: ir.Node) -> None:

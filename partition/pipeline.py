@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from byoc_sdk import versions
+from byoc_sdk.bulk import bulk_allocation
 from byoc_sdk.flops import node_flops
 from byoc_sdk.loader import NOTES_KEY, SOURCE_KEY, ModelSource, load_model
 from byoc_sdk.registry import resolve_targets
@@ -64,25 +63,8 @@ def partition_model(
     :func:`~byoc_sdk.loader.load_model` takes. ``policy`` overrides every target's
     region policy. ``progress`` is called with the name of each stage as it starts.
     """
-    with _gc_paused():
+    with bulk_allocation():
         return _partition(model, targets, policy, progress or (lambda _stage: None))
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while the passes run.
-
-    The passes allocate many small objects and free almost none of them in cycles, yet
-    every full collection walks the whole model: on a 100k-node model, collections
-    took half of the partitioning time.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _partition(

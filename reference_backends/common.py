@@ -344,7 +344,7 @@ def members_supported(target: Target, *extra: MatchCheck) -> PatternCheck:
 
     def check(match: Match) -> CheckResult:
         for node in match.nodes:
-            reason = target.check(NodeInfo(node, None))
+            reason = target.check(NodeInfo(node, match.opset_of(node)))
             if reason is not None:
                 return reason
         for inner in extra:

@@ -264,13 +264,35 @@ def test_const_input_that_is_an_initializer_is_accepted_and_omitted_ones_are_ign
     assert target.check(CONV_CONST_WEIGHT) is None
 
 
-def test_static_shapes_declines_a_symbolic_dim_naming_the_tensor():
+def test_static_shapes_declines_a_symbolic_dim_naming_the_input_not_the_tensor():
+    # Reports group host nodes by reason: a tensor name would make every reason unique.
     target = Target("myaccel")
     target.support("Relu", static_shapes=True)
 
     reason = declined(target, RELU_SYMBOLIC)
 
-    assert reason == "myaccel needs static shapes; 'x' is ('N', 3)"
+    assert reason == "myaccel needs static shapes (input 0 of Relu is dynamic)"
+
+
+def test_dtypes_given_as_one_string_is_refused():
+    with pytest.raises(TargetError, match="not the string 'float32'"):
+        Target("myaccel").support("Relu", dtypes="float32")
+
+
+def test_a_check_can_be_given_as_a_keyword():
+    target = Target("myaccel")
+    target.support("Relu", check=lambda node: "never")
+
+    assert declined(target, RELU_SYMBOLIC) == "never"
+
+
+def test_the_decorator_attaches_to_its_own_rule_even_when_rules_are_equal():
+    target = Target("myaccel")
+    target.support("Relu", opsets=(None, 13))
+    target.support("Relu", opsets=(None, 13))(lambda node: "second")
+
+    first, second = target.ops[("", "Relu")]
+    assert first.check is None and second.check is not None
 
 
 def test_static_shapes_accepts_fully_known_shapes():
