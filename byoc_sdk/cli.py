@@ -64,16 +64,11 @@ def cmd_partition(args: argparse.Namespace) -> int:
     from byoc_sdk.dot import to_dot
     from byoc_sdk.loader import load_model
     from partition.pipeline import partition_model
-    from partition.policy import RegionPolicy
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.partitioned.onnx")
     _writable(output, "partitioned model")
     dot = _writable(Path(args.dot), "Graphviz file") if args.dot else None
-    policy = None
-    if args.keep_all_regions:
-        policy = RegionPolicy.keep_all()
-    elif args.min_region_size is not None:
-        policy = RegionPolicy(min_nodes=args.min_region_size)
+    policy = _policy(args)
     say = _progress(args.verbose) if args.verbose else None
     model = load_model(args.model)
     if say is None and model.graph.num_nodes() >= PROGRESS_NODES:
@@ -88,6 +83,178 @@ def cmd_partition(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(result.report.render(explain=args.explain))
     print(f"\nwrote {output}" + (f" and {args.dot}" if args.dot else ""))
+    return EXIT_OK
+
+
+def _shape_option(text: str) -> tuple[str, tuple[int, ...]]:
+    """NAME=1x3x224x224 -> ("NAME", (1, 3, 224, 224))."""
+    name, sep, dims = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected NAME=1x3x224x224, got {text!r}") from exc
+
+
+def _policy(args: argparse.Namespace):
+    from partition.policy import RegionPolicy
+
+    if args.keep_all_regions:
+        return RegionPolicy.keep_all()
+    if args.min_region_size is not None:
+        return RegionPolicy(min_nodes=args.min_region_size)
+    return None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import json
+
+    from byoc_sdk.build import build
+
+    output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.byoc")
+    _writable(output, "package")
+    tuning = None
+    if args.tuning:
+        try:
+            tuning = json.loads(Path(args.tuning).read_text())
+        except (OSError, ValueError) as exc:
+            raise ByocError(f"cannot read tuning records: {exc}", file=args.tuning) from exc
+    say = _progress(args.verbose)
+    compiled = build(
+        args.model, args.target, input_shapes=dict(args.input_shape or []) or None,
+        strict=args.strict, policy=_policy(args), tuning=tuning, progress=say,
+        progress_bar=sys.stderr.isatty(),
+    )
+    _write(output, "package", compiled.save)
+    print(compiled.report.render())
+    print(f"\nwrote {output}")
+    return EXIT_OK
+
+
+def _feeds(args: argparse.Namespace, compiled) -> dict:
+    import numpy as np
+
+    feeds = {}
+    for item in args.input or []:
+        name, sep, file = item.partition("=")
+        if not sep:
+            raise ByocError(f"--input expects NAME=FILE.npy, got {item!r}")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ByocError(f"cannot read input '{name}': {exc}", file=file) from exc
+    if args.random_inputs:
+        rng = np.random.default_rng(args.seed)
+        for spec in compiled.inputs:
+            if spec.name in feeds:
+                continue
+            if any(d < 0 for d in spec.shape):
+                raise ByocError(f"input '{spec.name}' has a dynamic shape {spec.shape}; "
+                                "give it with --input NAME=FILE.npy")
+            dtype = spec.numpy_dtype
+            if dtype.kind == "f":
+                feeds[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+            elif dtype.kind == "b":
+                feeds[spec.name] = rng.random(spec.shape) < 0.5
+            else:
+                feeds[spec.name] = rng.integers(0, 4, spec.shape).astype(dtype)
+    return feeds
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from byoc_sdk.runtime import CompiledModel, Profile
+
+    if args.profile:
+        _writable(Path(args.profile), "profile")
+    compiled = CompiledModel.load(args.package)
+    feeds = _feeds(args, compiled)
+    profile = Profile()
+    outputs = {}
+    for _ in range(args.repeat):
+        outputs = compiled.run(feeds, profile=profile)
+    print(f"outputs of {args.package}:")
+    for name, array in outputs.items():
+        stats = ""
+        if array.size and array.dtype.kind in "fiub":
+            stats = f"  min {array.min():.6g}  max {array.max():.6g}  mean {array.mean():.6g}"
+        print(f"  {name}: {array.dtype}{tuple(array.shape)}{stats}")
+    print(f"\ntime per target ({args.repeat} run{'s' if args.repeat > 1 else ''}):")
+    print(profile.render_summary())
+    if args.profile:
+        _write(Path(args.profile), "profile", profile.save)
+        print(f"\nwrote {args.profile} (open in chrome://tracing or ui.perfetto.dev)")
+    if args.save_outputs:
+        folder = Path(args.save_outputs)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in outputs.items():
+            np.save(folder / f"{name.replace('/', '_')}.npy", array)
+    if args.check or args.reference:
+        return _check(args, compiled, feeds, outputs)
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> int:
+    import numpy as np
+
+    from byoc_sdk.loader import load_model
+    from byoc_sdk.testing import run_onnxruntime
+
+    if args.reference:
+        reference, label = load_model(args.reference), args.reference
+    else:
+        reference, label = compiled.package.model, "the partitioned model"
+    expected = run_onnxruntime(reference, feeds)
+    print(f"\ncheck against onnxruntime on {label} (rtol {args.rtol}, atol {args.atol}):")
+    ok = True
+    for name, want in expected.items():
+        got = outputs.get(name)
+        if got is None:
+            print(f"  {name}: missing from the package's outputs")
+            ok = False
+            continue
+        error = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+        close = np.allclose(got, want, rtol=args.rtol, atol=args.atol)
+        ok &= bool(close)
+        print(f"  {name}: max abs error {error:.3g} {'ok' if close else 'MISMATCH'}")
+    return EXIT_OK if ok else EXIT_INTERNAL
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from byoc_sdk.package import read_package
+
+    manifest, members = read_package(Path(args.package))
+    if args.json:
+        print(json.dumps({k: v for k, v in manifest.items() if k != "members"}, indent=2))
+        return EXIT_OK
+    size = sum(len(d) for d in members.values())
+    constants = manifest["constants"]
+    const_bytes = sum(len(members[f"constants/{sha}.bin"]) for sha in constants)
+    print(f"package {args.package}: byoc {manifest['byoc_version']}, format "
+          f"{manifest['format_version']}, built on {manifest['platform']['tag']}")
+    print("targets: " + ", ".join(f"{n} {v}" for n, v in manifest["targets"].items()))
+    for spec in manifest["inputs"]:
+        print(f"input  {spec['name']}: {spec['dtype']}{tuple(spec['shape'])}")
+    print(f"outputs: {', '.join(manifest['outputs'])}")
+    print(f"{len(members)} members, {size / 1e6:.2f} MB; {len(constants)} constants, "
+          f"{const_bytes / 1e6:.2f} MB, each stored once\n")
+    print(f"{'region':<16}{'target':<11}{'kind':<10}{'status':<10}{'constants':>10}  detail")
+    for region in manifest["regions"]:
+        detail = region.get("entry") or region.get("runtime") or ""
+        if region.get("kind") == "c_source":
+            libs = sorted(n.rsplit("/", 1)[1] for n in members
+                          if n.startswith(f"regions/{region['name']}/lib/"))
+            detail = f"entry {detail}; sources {', '.join(region['sources'])}; libs {libs}"
+        elif region["status"] != "compiled":
+            detail = region["reason"]
+        elif detail:
+            detail = f"runtime {detail}"
+        print(f"{region['name']:<16}{region['target']:<11}{region.get('kind') or '-':<10}"
+              f"{region['status']:<10}{len(region.get('constants', {})):>10}  {detail}")
     return EXIT_OK
 
 
@@ -174,6 +341,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     part.add_argument("-v", "--verbose", action="store_true", help="print stage timings")
     part.set_defaults(run=cmd_partition)
+
+    bld = commands.add_parser(
+        "build", parents=[common], help="partition a model, compile its regions, write a package",
+        description="Partition MODEL, generate and compile code for every region, and write "
+        "a .byoc package. Regions that cannot be built fall back to the host (reported).",
+    )
+    bld.add_argument("model", help="ONNX model file")
+    bld.add_argument("--target", "-t", action="append", required=True,
+                     help="target to build for (repeat for several; priority decides)")
+    bld.add_argument("-o", "--output", help="package path (default: MODEL_STEM.byoc)")
+    bld.add_argument("--input-shape", action="append", type=_shape_option, metavar="NAME=AxBxC",
+                     help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)")
+    bld.add_argument("--strict", action="store_true",
+                     help="fail instead of falling back to the host when a region cannot build")
+    bld.add_argument("--tuning", metavar="FILE.json",
+                     help="tuned codegen parameters per region: {region: {option: value}}")
+    bld.add_argument("--min-region-size", type=_positive, metavar="N",
+                     help="send regions of fewer than N nodes back to the host")
+    bld.add_argument("--keep-all-regions", action="store_true",
+                     help="offload every region a target claims, however small")
+    bld.add_argument("-v", "--verbose", action="store_true", help="print stage timings")
+    bld.set_defaults(run=cmd_build)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="run a package",
+        description="Load PACKAGE (checking every checksum), run it, print its outputs and "
+        "the time spent per target.",
+    )
+    run.add_argument("package", help=".byoc package")
+    run.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input (.npy)")
+    run.add_argument("--random-inputs", action="store_true",
+                     help="random values for inputs not given with --input")
+    run.add_argument("--seed", type=int, default=0, help="seed of --random-inputs")
+    run.add_argument("--repeat", type=_positive, default=1, help="run N times (timing)")
+    run.add_argument("--check", action="store_true",
+                     help="compare with onnxruntime on the package's partitioned model")
+    run.add_argument("--reference", metavar="MODEL.onnx",
+                     help="compare with onnxruntime on this (original) model")
+    run.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of --check")
+    run.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of --check")
+    run.add_argument("--profile", metavar="FILE.json", help="write a Chrome trace of the steps")
+    run.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/NAME.npy")
+    run.set_defaults(run=cmd_run)
+
+    ins = commands.add_parser("inspect", parents=[common], help="show what is inside a package")
+    ins.add_argument("package", help=".byoc package")
+    ins.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    ins.set_defaults(run=cmd_inspect)
 
     tgt = commands.add_parser(
         "targets", parents=[common], help="list installed targets or show one's support"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import networkx as nx
@@ -41,7 +41,12 @@ _MODEL_PROTO_FIRST_BYTE = 0x08
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def load_model(source: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
+def load_model(
+    source: ModelSource,
+    *,
+    infer_shapes: bool = True,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> ir.Model:
     """Load, check and shape-infer an ONNX model.
 
     ``source`` is a path, the serialized bytes, or a ``ModelProto``. Tensors stored as
@@ -49,11 +54,16 @@ def load_model(source: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     (a re-sorted graph, an IR version pinned down) are kept in
     ``model.meta["byoc.load_notes"]``.
 
+    ``input_shapes`` (input name -> shape) replaces the shapes of graph inputs, fixing
+    dynamic dimensions before shape inference.
+
     Raises a :class:`~byoc_sdk.errors.ModelLoadError` subclass naming the file and, where
     there is one, the node.
     """
     label, proto, base_dir = _read(source)
     notes: list[str] = []
+    if input_shapes:
+        _set_input_shapes(proto, input_shapes, label, notes)
     _check_versions(proto, label, notes)
     _check_structure(proto.graph, label, notes)
     _check_external_data(proto, label, base_dir)
@@ -67,6 +77,27 @@ def load_model(source: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     model.meta[SOURCE_KEY] = label
     model.meta[NOTES_KEY] = notes
     return model
+
+
+def _set_input_shapes(
+    proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]], label: str, notes: list[str]
+) -> None:
+    inputs = {i.name: i for i in proto.graph.input}
+    for name, shape in shapes.items():
+        if name not in inputs:
+            raise ModelLoadError(
+                f"no graph input named '{name}' (inputs: {', '.join(inputs)})", file=label
+            )
+        tensor = inputs[name].type.tensor_type
+        if tensor.HasField("shape") and len(tensor.shape.dim) != len(shape):
+            raise ModelLoadError(
+                f"input '{name}' has rank {len(tensor.shape.dim)}, the given shape "
+                f"{tuple(shape)} has rank {len(shape)}",
+                file=label,
+            )
+        tensor.ClearField("shape")
+        tensor.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=int(d)) for d in shape)
+        notes.append(f"input '{name}' fixed to shape {tuple(int(d) for d in shape)}")
 
 
 def node_label(node: onnx.NodeProto, index: int) -> str:

@@ -33,7 +33,7 @@ def is_constant(value: ir.Value) -> bool:
     return value.const_value is not None and not value.is_graph_input()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     """One input or output of a node."""
 
@@ -88,9 +88,17 @@ class NodeInfo:
     ``inputs`` keeps ONNX positions: an omitted optional input is ``None``.
     """
 
+    # Slots and explicit caches rather than ``functools.cached_property``: a view is made
+    # for every node a target checks, and cached_property's per-access overhead was a
+    # sizeable share of a check.
+    __slots__ = ("_attributes", "_inputs", "_outputs", "node", "opset")
+
     def __init__(self, node: ir.Node, opset: int | None) -> None:
         self.node = node
         self.opset = opset
+        self._attributes: dict[str, Any] | None = None
+        self._inputs: tuple[TensorInfo | None, ...] | None = None
+        self._outputs: tuple[TensorInfo, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -104,31 +112,28 @@ class NodeInfo:
     def domain(self) -> str:
         return self.node.domain
 
-    @functools.cached_property
+    @property
     def attributes(self) -> Mapping[str, Any]:
         """Attribute values as Python objects (tensors as numpy arrays)."""
-        out: dict[str, Any] = {}
-        for name, attr in self.node.attributes.items():
-            value = attr.value
-            # Compare attribute types, not isinstance: protocol checks cost microseconds.
-            if attr.type == ir.AttributeType.TENSOR:
-                value = value.numpy()
-            elif isinstance(value, tuple | list):
-                value = tuple(value)
-            out[name] = value
-        return out
+        if self._attributes is None:
+            self._attributes = _python_attributes(self.node)
+        return self._attributes
 
     def attr(self, name: str, default: Any = None) -> Any:
         """One attribute's value, or ``default`` when the node leaves it unset."""
         return self.attributes.get(name, default)
 
-    @functools.cached_property
+    @property
     def inputs(self) -> tuple[TensorInfo | None, ...]:
-        return tuple(None if v is None else TensorInfo(v) for v in self.node.inputs)
+        if self._inputs is None:
+            self._inputs = tuple(None if v is None else TensorInfo(v) for v in self.node.inputs)
+        return self._inputs
 
-    @functools.cached_property
+    @property
     def outputs(self) -> tuple[TensorInfo, ...]:
-        return tuple(TensorInfo(v) for v in self.node.outputs)
+        if self._outputs is None:
+            self._outputs = tuple(TensorInfo(v) for v in self.node.outputs)
+        return self._outputs
 
     def input(self, index: int) -> TensorInfo | None:
         """Input ``index``, or ``None`` when it is omitted or beyond the node's inputs."""
@@ -137,3 +142,17 @@ class NodeInfo:
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.op_type} {self.name!r}, opset {self.opset})"
+
+
+def _python_attributes(node: ir.Node) -> dict[str, Any]:
+    """A node's attribute values as Python objects: tensors as numpy arrays, lists as tuples."""
+    out: dict[str, Any] = {}
+    for name, attr in node.attributes.items():
+        value = attr.value
+        # Compare attribute types, not isinstance: protocol checks cost microseconds.
+        if attr.type == ir.AttributeType.TENSOR:
+            value = value.numpy()
+        elif isinstance(value, tuple | list):
+            value = tuple(value)
+        out[name] = value
+    return out

@@ -21,9 +21,11 @@ the build step — how its regions are turned into code::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
+
+import onnx_ir as ir
 
 from byoc_sdk.errors import TargetError
 from byoc_sdk.node_info import NodeInfo, dtype_name, is_constant
@@ -82,14 +84,34 @@ class OpSupport:
             if index < len(values) and values[index] is not None and not is_constant(values[index]):
                 return f"{target} needs input {index} of {node.op_type} to be a constant"
         if self.static_shapes:
-            for kind, group in (("input", values), ("output", node.node.outputs)):
-                for index, value in enumerate(group):
-                    if value is not None and (value.shape is None or not value.shape.is_static()):
-                        return (
-                            f"{target} needs static shapes ({kind} {index} of {node.op_type} "
-                            "is dynamic)"
-                        )
-        return _verdict(self.check(node) if self.check else True, f"{node.op_type} check")
+            outputs = node.node.outputs
+            # The common case (all static) in one pass; say which one is not only on failure.
+            if not (_all_static(values) and _all_static(outputs)):
+                return _dynamic_reason(target, node.op_type, values, outputs)
+        if self.check is None:
+            return None
+        return _verdict(self.check(node), node.op_type, "check")
+
+
+def _all_static(values: Sequence[ir.Value | None]) -> bool:
+    """True when every present value has a fully known shape."""
+    for value in values:
+        if value is not None:
+            shape = value.shape
+            if shape is None or not shape.is_static():
+                return False
+    return True
+
+
+def _dynamic_reason(
+    target: str, op_type: str, inputs: Sequence[ir.Value | None], outputs: Sequence[ir.Value]
+) -> str:
+    """The reason naming the first input or output of ``op_type`` without a static shape."""
+    for kind, group in (("input", inputs), ("output", outputs)):
+        for index, value in enumerate(group):
+            if not _all_static((value,)):
+                return f"{target} needs static shapes ({kind} {index} of {op_type} is dynamic)"
+    raise AssertionError("every shape is static")
 
 
 @dataclass(frozen=True)
@@ -102,17 +124,23 @@ class CompositePattern:
     note: str = ""
 
     def evaluate(self, match: Match) -> str | None:
-        return _verdict(self.check(match) if self.check else True, f"pattern {self.name} check")
+        if self.check is None:
+            return None
+        return _verdict(self.check(match), f"pattern {self.name}", "check")
 
 
-def _verdict(result: CheckResult, what: str) -> str | None:
+def _verdict(result: CheckResult, subject: str, kind: str) -> str | None:
+    """A check's result as a reason (``None`` to accept). ``subject`` and ``kind`` name the
+    check in messages; they are joined only when needed, since checks mostly accept."""
     if result is True or result is None:
         return None
     if isinstance(result, str) and result:
         return result
     if result is False:
-        return f"{what} declined"
-    raise TargetError(f"{what} returned {result!r}; return True, None or a reason string")
+        return f"{subject} {kind} declined"
+    raise TargetError(
+        f"{subject} {kind} returned {result!r}; return True, None or a reason string"
+    )
 
 
 @dataclass
@@ -124,6 +152,8 @@ class Target:
     as TensorRT), "per-op" makes one region per op or composite (kernel libraries such
     as cuDNN). ``constants`` "bind" puts constant inputs inside the region, "inputs"
     passes them in from the main graph. ``policy`` overrides the default region policy.
+    ``codegen`` turns each region into an artifact at build time; ``options`` are its
+    defaults.
     """
 
     name: str
@@ -137,6 +167,10 @@ class Target:
     compute_heavy_ops: frozenset[str] = DEFAULT_COMPUTE_HEAVY_OPS
     ops: dict[tuple[str, str], list[OpSupport]] = field(default_factory=dict)
     patterns: list[CompositePattern] = field(default_factory=list)
+    #: Turns a region into an artifact (see byoc_sdk.codegen); None: partition only.
+    codegen: Callable[..., object] | None = None
+    #: Codegen options (layouts, tile sizes...), overridable per build and per region.
+    options: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

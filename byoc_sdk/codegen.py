@@ -1,0 +1,216 @@
+"""The codegen interface: what a target's codegen receives, and what it returns.
+
+A codegen is a callable ``codegen(region: Region) -> Artifact``. It sees one region of
+the partitioned model — its ONNX function as an ``onnx_ir`` graph, the specs of its
+inputs and outputs, its constants with their content hashes, and the target's options —
+and returns one of three artifact kinds:
+
+* :class:`CSource`: C or CUDA sources exporting one entry function per the ABI in
+  ``cpp/include/byoc/abi.h``; byoc compiles, caches and loads them;
+* :class:`JsonGraph`: a JSON-serialisable graph plus the constants it uses, interpreted
+  by a named vendor runtime (as TVM's JSON runtime does for TensorRT or DNNL);
+* :class:`Binary`: opaque bytes plus the constants they use, loaded by a named vendor
+  runtime.
+
+Constants never travel inside artifacts: an artifact lists constant *names*, and the
+package keeps each constant once, under its content hash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import onnx_ir as ir
+
+from byoc_sdk.content_hash import SHA256_KEY, content_hash
+from byoc_sdk.node_info import dtype_name, is_constant
+
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, numpy dtype name and static shape of a region input or output.
+
+    ``sha256`` is set when the value is a build-time constant (passed in from the
+    package's constant store at every call), ``None`` for run-time data.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    sha256: str | None = None
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
+                "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(data["name"], data["dtype"], tuple(data["shape"]), data.get("sha256"))
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A constant bound inside a region: its spec, content hash and value."""
+
+    name: str
+    sha256: str
+    spec: TensorSpec
+    tensor: ir.TensorProtocol = field(repr=False, compare=False)
+
+    def numpy(self) -> np.ndarray:
+        return self.tensor.numpy()
+
+
+@dataclass
+class Region:
+    """One region, as its target's codegen sees it.
+
+    ``graph`` is the body of the region's function: original ONNX nodes, ``Constant``
+    nodes for bound constants, and calls to composite functions (look one up with
+    :meth:`composite`). ``inputs`` are the values the runtime passes at every call,
+    ``outputs`` the values the region must write, both in call order. ``options`` are
+    the target's codegen options, with per-region tuned parameters merged in.
+    """
+
+    name: str
+    target: str
+    function: ir.Function
+    model: ir.Model = field(repr=False)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    constants: Mapping[str, Constant]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> ir.Graph:
+        return self.function.graph
+
+    def composite(self, node: ir.Node) -> ir.Function | None:
+        """The function a composite call node stands for, or ``None`` for a plain op."""
+        return self.model.functions.get((node.domain, node.op_type, node.overload))
+
+    def composite_pattern(self, node: ir.Node) -> str | None:
+        """The pattern a composite call instantiates (e.g. "conv_act"), else ``None``."""
+        return node.metadata_props.get("byoc.pattern")
+
+    def constant(self, value: ir.Value) -> Constant | None:
+        """The bound constant a value inside the region holds, if it is one."""
+        return self.constants.get(value.name or "")
+
+
+def spec_of(value: ir.Value) -> TensorSpec | None:
+    """The spec of a value with a known dtype and static shape, else ``None``."""
+    shape = value.shape
+    dtype = dtype_name(value.dtype)
+    if dtype is None or shape is None or not shape.is_static():
+        return None
+    sha = value.metadata_props.get(SHA256_KEY)
+    if sha is None and is_constant(value):
+        sha = content_hash(value.const_value)
+    return TensorSpec(value.name or "", dtype, tuple(int(d) for d in shape.dims), sha)
+
+
+# --- artifacts ------------------------------------------------------------------------
+
+
+class ArtifactError(ValueError):
+    """An artifact is malformed (raised by ``validate``; the build reports it)."""
+
+
+@dataclass
+class CSource:
+    """C or CUDA sources for one region.
+
+    ``sources`` maps file names (``.c``, ``.cc``/``.cpp`` or ``.cu``) to their text.
+    ``entry`` is the exported entry function; ``<entry>_init`` and ``<entry>_release``
+    are optional. ``constants`` names the region constants handed to ``<entry>_init``,
+    in order. ``flags`` are extra compiler flags; ``language`` picks cc or nvcc.
+    """
+
+    kind: ClassVar[str] = "c_source"
+    sources: dict[str, str]
+    entry: str
+    constants: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    language: Literal["c", "cuda"] = "c"
+
+    def validate(self, region: Region) -> None:
+        if not self.sources or not all(isinstance(v, str) for v in self.sources.values()):
+            raise ArtifactError("CSource.sources must map file names to source text")
+        if not _SYMBOL.match(self.entry or ""):
+            raise ArtifactError(f"CSource.entry {self.entry!r} is not a C identifier")
+        if self.language not in ("c", "cuda"):
+            raise ArtifactError(f"CSource.language must be 'c' or 'cuda', not {self.language!r}")
+        for name in self.sources:
+            if "/" in name or "\\" in name or name.startswith("."):
+                raise ArtifactError(f"source file name {name!r} must be a plain file name")
+        _check_constants(self.constants, region)
+
+
+@dataclass
+class JsonGraph:
+    """A JSON-serialisable graph interpreted by the vendor runtime named ``runtime``."""
+
+    kind: ClassVar[str] = "json"
+    graph: Any
+    runtime: str
+    constants: list[str] = field(default_factory=list)
+
+    def validate(self, region: Region) -> None:
+        import json
+
+        try:
+            json.dumps(self.graph)
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"JsonGraph.graph is not JSON-serialisable: {exc}") from exc
+        _check_runtime_name(self.runtime)
+        _check_constants(self.constants, region)
+
+
+@dataclass
+class Binary:
+    """Opaque bytes loaded by the vendor runtime named ``runtime``."""
+
+    kind: ClassVar[str] = "binary"
+    data: bytes
+    runtime: str
+    constants: list[str] = field(default_factory=list)
+
+    def validate(self, region: Region) -> None:
+        if not isinstance(self.data, bytes | bytearray):
+            raise ArtifactError(f"Binary.data must be bytes, not {type(self.data).__name__}")
+        _check_runtime_name(self.runtime)
+        _check_constants(self.constants, region)
+
+
+Artifact = CSource | JsonGraph | Binary
+ARTIFACT_TYPES: dict[str, type] = {cls.kind: cls for cls in (CSource, JsonGraph, Binary)}
+
+#: What a target provides to turn regions into artifacts.
+Codegen = Callable[[Region], Artifact]
+
+
+def _check_runtime_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ArtifactError(f"the runtime must be named by a non-empty string, not {name!r}")
+
+
+def _check_constants(names: Any, region: Region) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ArtifactError("constants must be a list of constant names")
+    unknown = [n for n in names if n not in region.constants]
+    if unknown:
+        raise ArtifactError(
+            f"constants {unknown} are not bound in region {region.name} "
+            f"(bound: {sorted(region.constants)})"
+        )

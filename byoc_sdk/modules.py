@@ -1,0 +1,136 @@
+"""Turning build results into runners: compiled modules, vendor runtimes, host sessions.
+
+Shared by the build (which has just compiled) and the package loader (which has just
+verified the files), so a model runs the same way either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from byoc_sdk.codegen import Binary, CSource, JsonGraph
+from byoc_sdk.runtime import Runner
+from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
+
+
+def native_runner(
+    library: str, artifact: CSource, signature: RegionSignature, constants: Sequence[np.ndarray]
+) -> Runner:
+    """Load a compiled module and bind its entry function (no Python between calls)."""
+    from byoc_sdk import _native
+
+    module = _native.Library(library)
+    function = _native.Function(
+        module, artifact.entry,
+        [(spec.numpy_dtype, spec.shape) for spec in signature.inputs],
+        [(spec.numpy_dtype, spec.shape) for spec in signature.outputs],
+    )
+    if function.has_init:
+        function.init(list(constants))
+    return function
+
+
+def vendor_runner(
+    artifact: JsonGraph | Binary,
+    signature: RegionSignature,
+    constants: Mapping[str, np.ndarray],
+) -> tuple[Runner, Any]:
+    """Instantiate the artifact's vendor runtime; calls are serialised unless it is
+    thread-safe. Returns the runner and the runtime instance (for its stats)."""
+    runtime = get_runtime(artifact.runtime)(artifact, constants, signature)
+    if runtime.thread_safe:
+        return (lambda inputs: list(runtime.run(inputs))), runtime
+    lock = threading.Lock()
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with lock:
+            return list(runtime.run(inputs))
+
+    return run, runtime
+
+
+def host_runner(model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> Runner:
+    """An onnxruntime session over one host step's model, made once."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # The sub-models are small and made on load: full optimisation pays back at run time.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+    keys = list(inputs)
+    run = session.run
+
+    def runner(args: list[np.ndarray]) -> list[np.ndarray]:
+        return run(names, dict(zip(keys, args, strict=True)))
+
+    return runner
+
+
+def region_runner(region, store: Mapping[str, np.ndarray]) -> tuple[Runner, Any]:
+    """The runner of a compiled region (a :class:`~byoc_sdk.package.RegionBuild`), and
+    the object whose ``stats()`` a profile shows (or ``None``)."""
+    artifact = region.artifact
+    named = {name: store[sha] for name, sha in region.constants.items()}
+    if isinstance(artifact, CSource):
+        if region.library is None:
+            from byoc_sdk.toolchain import CompileJob, Toolchain
+
+            # Built on another platform: rebuild from the sources kept in the package.
+            region.library = Toolchain().compile(CompileJob(region.name, region.target, artifact))
+        init = [named[name] for name in artifact.constants]
+        return native_runner(str(region.library), artifact, region.signature, init), None
+    listed = {name: named[name] for name in artifact.constants}
+    runner, runtime = vendor_runner(artifact, region.signature, listed)
+    return runner, runtime
+
+
+def assemble(contents, source: str = "<build>", runners: Mapping[str, tuple] | None = None):
+    """A :class:`~byoc_sdk.runtime.CompiledModel` from build results (fresh or loaded).
+
+    ``runners`` are regions' runners made already (by the build, which loads each
+    module to check it); the others are made here.
+    """
+    import onnx_ir as ir
+
+    from byoc_sdk.bulk import bulk_allocation
+    from byoc_sdk.errors import ByocError
+    from byoc_sdk.runtime import CompiledModel, Step
+    from byoc_sdk.schedule import host_model, plan_steps
+
+    with bulk_allocation():
+        model = ir.from_proto(contents.model)
+    compiled = {r.name: r for r in contents.regions if r.status == "compiled"}
+    runners = dict(runners or {})
+    for name, region in compiled.items():
+        if name in runners:
+            continue
+        try:
+            runners[name] = region_runner(region, contents.constants)
+        except ByocError:
+            raise
+        except Exception as exc:  # the native loader or a vendor runtime refused it
+            raise ByocError(f"module failed to load: {type(exc).__name__}: {exc}",
+                            file=source, target=region.target, region=name) from exc
+    initializers = {t.name for t in contents.model.graph.initializer}
+    steps = []
+    for index, plan in enumerate(plan_steps(model, set(runners))):
+        if plan.kind == "external":
+            runner, runtime = runners[plan.name]
+            steps.append(Step(index, plan.kind, plan.name, compiled[plan.name].target,
+                              plan.inputs, plan.outputs, runner,
+                              runtime.stats if runtime is not None else None))
+        else:
+            inputs = tuple(n for n in plan.inputs if n not in initializers)
+            runner = host_runner(host_model(contents.model, plan), inputs)
+            steps.append(Step(index, plan.kind, plan.name, "host", inputs, plan.outputs, runner))
+    constants = {name: contents.constants[sha] for name, sha in contents.step_constants.items()}
+    return CompiledModel(steps, contents.inputs, contents.outputs, constants, contents)

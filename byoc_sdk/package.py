@@ -1,0 +1,395 @@
+"""The ``.byoc`` package: one zip file holding everything a compiled model needs to run.
+
+Layout::
+
+    manifest.json                  format, versions, platform, targets, regions, constants,
+                                   and the sha256 of every other member
+    model.onnx                     the partitioned model; tensors of 256 bytes or more are
+                                   external data pointing into constants/
+    constants/<sha256>.bin         each constant once, raw little-endian bytes (dtype and
+                                   shape in the manifest): no pickle anywhere
+    regions/<name>/artifact.json   the artifact's description and the region's signature
+    regions/<name>/src/<file>      C/CUDA sources (kept so the package can be rebuilt)
+    regions/<name>/lib/<platform>.so  the compiled module for the build platform
+    regions/<name>/graph.json      a JSON artifact's graph
+    regions/<name>/program.bin     a binary artifact's bytes
+    report.json                    the build report
+
+Loading checks the format version, refuses member names that could escape a folder,
+verifies every checksum, and needs only the runtime: compiled modules and vendor
+runtimes, never a target's codegen. A package built on another platform is rebuilt
+from its sources when a compiler is at hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import onnx
+
+from byoc_sdk.codegen import Artifact, Binary, CSource, JsonGraph, TensorSpec
+from byoc_sdk.errors import ByocError
+from byoc_sdk.report import PartitionReport
+from byoc_sdk.vendor_runtime import RegionSignature
+
+FORMAT = "byoc-package"
+FORMAT_VERSION = 1
+EXTERNAL_MIN_BYTES = 256
+
+
+class PackageError(ByocError):
+    """A package is malformed, tampered with, or from an incompatible version."""
+
+
+def platform_tag() -> str:
+    """Where a compiled module runs: OS and machine (e.g. ``linux-x86_64``)."""
+    return f"{sys.platform}-{platform.machine()}"
+
+
+@dataclass
+class RegionBuild:
+    """How one region was built: compiled, or fallen back to the host and why."""
+
+    name: str
+    target: str
+    status: str  # "compiled" or "fallback"
+    reason: str = ""
+    signature: RegionSignature | None = None
+    artifact: Artifact | None = None
+    constants: dict[str, str] = field(default_factory=dict)  # constant name -> sha256
+    library: Path | None = None
+    seconds: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "target": self.target, "status": self.status,
+            "reason": self.reason, "kind": self.artifact.kind if self.artifact else None,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class BuildReport:
+    """The partition report plus each region's build outcome."""
+
+    partition: PartitionReport | None
+    regions: list[RegionBuild]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fallbacks(self) -> list[RegionBuild]:
+        return [r for r in self.regions if r.status != "compiled"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition.to_dict() if self.partition else None,
+            "regions": [r.describe() for r in self.regions],
+            "seconds": self.seconds,
+        }
+
+    def render(self) -> str:
+        lines = []
+        if self.partition is not None:
+            lines.append(self.partition.render())
+            lines.append("")
+        compiled = len(self.regions) - len(self.fallbacks)
+        lines.append(f"build: {compiled} of {len(self.regions)} regions compiled")
+        for region in self.regions:
+            kind = region.artifact.kind if region.artifact else "-"
+            status = "compiled" if region.status == "compiled" else "FELL BACK to host"
+            line = f"  {region.name:<14} {region.target:<10} {kind:<9} {status}"
+            if region.reason:
+                line += f": {region.reason}"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+@dataclass
+class PackageContents:
+    """Everything a package holds, in memory."""
+
+    model: onnx.ModelProto  # partitioned, pinned, tensors inline
+    regions: list[RegionBuild]
+    inputs: list[TensorSpec]
+    outputs: list[str]
+    constants: dict[str, np.ndarray]  # sha256 -> array, needed by modules at load time
+    step_constants: dict[str, str]  # main-graph value name -> sha256, read by external steps
+    targets: dict[str, str]  # target name -> version
+    report: BuildReport
+
+
+# --- saving -------------------------------------------------------------------------
+
+
+def save_package(contents: PackageContents, path: Path) -> Path:
+    """Write ``contents`` to ``path`` (``.byoc`` added if it has no suffix)."""
+    from byoc_sdk import __version__
+
+    if not path.suffix:
+        path = path.with_suffix(".byoc")
+    members: dict[str, bytes] = {}
+    store = dict(contents.constants)
+    model = onnx.ModelProto()
+    model.CopyFrom(contents.model)
+    for tensor in _all_tensors(model):
+        if _nbytes(tensor) >= EXTERNAL_MIN_BYTES:
+            array = onnx.numpy_helper.to_array(tensor)
+            sha = _tensor_hash(tensor, array)
+            store[sha] = array
+            _make_external(tensor, f"constants/{sha}.bin", array.nbytes)
+    members["model.onnx"] = model.SerializeToString()
+    table = {}
+    for sha, array in store.items():
+        data = np.ascontiguousarray(array)
+        members[f"constants/{sha}.bin"] = data.astype(data.dtype.newbyteorder("<")).tobytes()
+        table[sha] = {"dtype": data.dtype.name, "shape": list(data.shape)}
+    regions = []
+    for region in contents.regions:
+        regions.append(_save_region(region, members))
+    members["report.json"] = json.dumps(contents.report.to_dict(), indent=1).encode()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "byoc_version": __version__,
+        "platform": {"tag": platform_tag(), "python": platform.python_version()},
+        "targets": contents.targets,
+        "inputs": [spec.to_json() for spec in contents.inputs],
+        "outputs": contents.outputs,
+        "step_constants": contents.step_constants,
+        "constants": table,
+        "regions": regions,
+        "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+        for name, data in members.items():
+            zf.writestr(name, data)
+    partial.replace(path)  # a crash mid-write never leaves a half package under the name
+    return path
+
+
+def _save_region(region: RegionBuild, members: dict[str, bytes]) -> dict[str, Any]:
+    entry: dict[str, Any] = region.describe()
+    if region.signature is not None:
+        entry["inputs"] = [s.to_json() for s in region.signature.inputs]
+        entry["outputs"] = [s.to_json() for s in region.signature.outputs]
+    if region.status != "compiled" or region.artifact is None:
+        return entry
+    base = f"regions/{region.name}"
+    artifact = region.artifact
+    entry["constants"] = region.constants
+    if isinstance(artifact, CSource):
+        entry.update(entry=artifact.entry, language=artifact.language, flags=artifact.flags,
+                     init_constants=artifact.constants, sources=sorted(artifact.sources))
+        for name, text in artifact.sources.items():
+            members[f"{base}/src/{name}"] = text.encode()
+        if region.library is not None:
+            members[f"{base}/lib/{platform_tag()}.so"] = Path(region.library).read_bytes()
+    elif isinstance(artifact, JsonGraph):
+        entry.update(runtime=artifact.runtime, init_constants=artifact.constants)
+        members[f"{base}/graph.json"] = json.dumps(artifact.graph).encode()
+    elif isinstance(artifact, Binary):
+        entry.update(runtime=artifact.runtime, init_constants=artifact.constants)
+        members[f"{base}/program.bin"] = bytes(artifact.data)
+    return entry
+
+
+def _all_tensors(model: onnx.ModelProto):
+    """Initializers and Constant-node tensors of the graph, subgraphs and functions."""
+
+    def in_nodes(nodes):
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                    yield from in_graph(sub)
+
+    def in_graph(graph):
+        yield from graph.initializer
+        yield from in_nodes(graph.node)
+
+    yield from in_graph(model.graph)
+    for function in model.functions:
+        yield from in_nodes(function.node)
+
+
+def _nbytes(tensor: onnx.TensorProto) -> int:
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return 0
+    if tensor.HasField("raw_data"):
+        return len(tensor.raw_data)
+    return tensor.ByteSize()
+
+
+def _tensor_hash(tensor: onnx.TensorProto, array: np.ndarray) -> str:
+    """The same hash as byoc_sdk.content_hash, computed from a TensorProto."""
+    import onnx_ir as ir
+
+    from byoc_sdk.content_hash import content_hash
+
+    return content_hash(ir.Tensor(array, dtype=ir.DataType(tensor.data_type)))
+
+
+def _make_external(tensor: onnx.TensorProto, location: str, length: int) -> None:
+    for field_name in ("float_data", "int32_data", "int64_data", "double_data",
+                       "uint64_data", "string_data"):
+        tensor.ClearField(field_name)
+    tensor.ClearField("raw_data")
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+
+
+# --- loading ------------------------------------------------------------------------
+
+
+def _safe_member(name: str, label: str) -> None:
+    path = PurePosixPath(name)
+    if (
+        not name or name.startswith(("/", "\\")) or "\\" in name or ".." in path.parts
+        or ":" in path.parts[0]
+    ):
+        raise PackageError(f"member '{name}' has an unsafe path (it could escape its folder)",
+                           file=label)
+
+
+def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The verified manifest and members of a package."""
+    label = str(path)
+    if not path.is_file():
+        raise PackageError("no such package file", file=label)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError(f"not a byoc package (not a readable zip: {exc})", file=label) from exc
+    with zf:
+        names = zf.namelist()
+        for name in names:
+            _safe_member(name, label)
+        if "manifest.json" not in names:
+            raise PackageError("not a byoc package (no manifest.json)", file=label)
+        try:
+            manifest = json.loads(zf.read("manifest.json"))
+        except (ValueError, zipfile.BadZipFile) as exc:
+            raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
+        if manifest.get("format") != FORMAT:
+            raise PackageError("not a byoc package (wrong format field)", file=label)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise PackageError(
+                f"package format version {manifest.get('format_version')} is not supported "
+                f"(this byoc reads version {FORMAT_VERSION}); rebuild it with this byoc",
+                file=label,
+            )
+        listed = manifest.get("members", {})
+        unlisted = sorted(set(names) - set(listed) - {"manifest.json"})
+        if unlisted:
+            raise PackageError(f"members not in the manifest: {unlisted}", file=label)
+        members = {}
+        for name, digest in listed.items():
+            _safe_member(name, label)
+            if name not in names:
+                raise PackageError(f"member '{name}' is missing (truncated package?)", file=label)
+            try:
+                data = zf.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise PackageError(f"member '{name}' is unreadable: {exc}", file=label) from exc
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise PackageError(f"checksum of member '{name}' does not match the manifest "
+                                   "(the package was changed after it was built)", file=label)
+            members[name] = data
+    return manifest, members
+
+
+def load_package(path: Path):
+    """A :class:`~byoc_sdk.runtime.CompiledModel` from a verified package."""
+    from byoc_sdk.modules import assemble
+
+    manifest, members = read_package(path)
+    store = {
+        sha: np.frombuffer(members[f"constants/{sha}.bin"], dtype=np.dtype(info["dtype"])
+                           .newbyteorder("<")).astype(info["dtype"]).reshape(info["shape"])
+        for sha, info in manifest["constants"].items()
+    }
+    model = onnx.load_model_from_string(members["model.onnx"])
+    for tensor in _all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            sha = PurePosixPath(location).stem
+            tensor.ClearField("external_data")
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = np.ascontiguousarray(store[sha]).astype(
+                store[sha].dtype.newbyteorder("<")).tobytes()
+    regions = [_load_region(entry, members, path) for entry in manifest["regions"]]
+    report = BuildReport(None, regions)
+    contents = PackageContents(
+        model=model,
+        regions=regions,
+        inputs=[TensorSpec.from_json(s) for s in manifest["inputs"]],
+        outputs=list(manifest["outputs"]),
+        constants=store,
+        step_constants=dict(manifest["step_constants"]),
+        targets=dict(manifest["targets"]),
+        report=report,
+    )
+    return assemble(contents, source=str(path))
+
+
+def _load_region(entry: dict[str, Any], members: dict[str, bytes], path: Path) -> RegionBuild:
+    signature = None
+    if "inputs" in entry:
+        signature = RegionSignature(
+            entry["name"], entry["target"],
+            tuple(TensorSpec.from_json(s) for s in entry["inputs"]),
+            tuple(TensorSpec.from_json(s) for s in entry["outputs"]),
+        )
+    region = RegionBuild(entry["name"], entry["target"], entry["status"], entry["reason"],
+                         signature, None, dict(entry.get("constants", {})))
+    if region.status != "compiled":
+        return region
+    base = f"regions/{region.name}"
+    kind = entry["kind"]
+    if kind == "c_source":
+        sources = {name: members[f"{base}/src/{name}"].decode() for name in entry["sources"]}
+        region.artifact = CSource(sources, entry["entry"], list(entry["init_constants"]),
+                                  list(entry["flags"]), entry["language"])
+        library = members.get(f"{base}/lib/{platform_tag()}.so")
+        region.library = _materialise(library) if library is not None else None
+    elif kind == "json":
+        region.artifact = JsonGraph(json.loads(members[f"{base}/graph.json"]), entry["runtime"],
+                                    list(entry["init_constants"]))
+    elif kind == "binary":
+        region.artifact = Binary(members[f"{base}/program.bin"], entry["runtime"],
+                                 list(entry["init_constants"]))
+    else:
+        raise PackageError(f"region {region.name} has unknown artifact kind '{kind}'",
+                           file=str(path))
+    return region
+
+
+def _materialise(library: bytes) -> Path:
+    """A file holding ``library`` (dlopen needs a path), shared by content."""
+    from byoc_sdk.toolchain import cache_dir
+
+    digest = hashlib.sha256(library).hexdigest()
+    target = cache_dir() / "packages" / f"{digest}.so"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+            handle.write(library)
+        Path(handle.name).replace(target)
+    return target

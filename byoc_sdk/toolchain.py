@@ -1,0 +1,201 @@
+"""Compiling C and CUDA sources into shared libraries, cached by content.
+
+C sources compile with the system C compiler (``CC``, default ``cc``; C++ files with
+``CXX``, default ``c++``) at ``-O3``, with ``-march=native`` unless a portable build is
+asked for and OpenMP where the compiler has it; CUDA sources with ``nvcc`` (``NVCC``).
+Each library lands in the cache folder (``BYOC_CACHE_DIR``, else the platform's user
+cache) under the hash of everything that determines it — compiler, flags, ABI header
+and sources — so an unchanged region never compiles twice. Regions compile in
+parallel; a compiler error is raised with the compiler's own message and the region
+and target named.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from byoc_sdk.codegen import CSource
+from byoc_sdk.errors import ByocError
+
+INCLUDE_DIR = Path(__file__).resolve().parent / "include"
+ABI_HEADER = INCLUDE_DIR / "byoc" / "abi.h"
+_CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
+_MAX_MESSAGE_LINES = 40
+
+
+class ToolchainError(ByocError):
+    """A compiler is missing or rejected a region's sources."""
+
+
+def cache_dir() -> Path:
+    """Where compiled modules are cached: ``BYOC_CACHE_DIR`` or the user cache."""
+    configured = os.environ.get("BYOC_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("byoc"))
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """One region's sources to compile."""
+
+    region: str
+    target: str
+    artifact: CSource
+
+
+@dataclass
+class Toolchain:
+    """Compilers and the cache. ``portable`` leaves out ``-march=native``."""
+
+    cc: str = field(default_factory=lambda: os.environ.get("CC", "cc"))
+    cxx: str = field(default_factory=lambda: os.environ.get("CXX", "c++"))
+    nvcc: str = field(default_factory=lambda: os.environ.get("NVCC", "nvcc"))
+    cache: Path = field(default_factory=cache_dir)
+    portable: bool = False
+
+    def command(self, artifact: CSource, sources: Sequence[Path], output: Path) -> list[str]:
+        """The compiler command line for ``artifact``'s sources."""
+        include = ["-I", str(INCLUDE_DIR)]
+        if artifact.language == "cuda":
+            return [
+                self.nvcc, "-O3", "-shared", "-Xcompiler", "-fPIC", "-std=c++17", *include,
+                *artifact.flags, *map(str, sources), "-o", str(output),
+            ]
+        cxx = any(s.suffix in _CXX_SUFFIXES for s in sources)
+        compiler = self.cxx if cxx else self.cc
+        native = ["-march=native"]
+        if self.portable or not _accepts(compiler, native[0]):
+            native = []
+        openmp = ["-fopenmp"] if _accepts(compiler, "-fopenmp") else []
+        return [
+            compiler, "-O3", "-shared", "-fPIC", "-std=c++17" if cxx else "-std=gnu11",
+            *native, *openmp, *include, *artifact.flags, *map(str, sources),
+            "-o", str(output), "-lm",
+        ]
+
+    def key(self, artifact: CSource) -> str:
+        """The cache key: everything that determines the compiled library."""
+        digest = hashlib.sha256()
+        probe = self.command(artifact, [Path(n) for n in sorted(artifact.sources)], Path("out"))
+        digest.update(_compiler_identity(probe[0]).encode())
+        digest.update("\0".join(probe[1:]).encode())
+        digest.update(ABI_HEADER.read_bytes())
+        for name in sorted(artifact.sources):
+            digest.update(name.encode() + b"\0" + artifact.sources[name].encode() + b"\0")
+        return digest.hexdigest()
+
+    def compile(self, job: CompileJob) -> Path:
+        """The shared library for ``job``, compiled now or found in the cache."""
+        artifact = job.artifact
+        key = self.key(artifact)
+        output = self.cache / "modules" / f"{key}.so"
+        if output.is_file():
+            return output
+        output.parent.mkdir(parents=True, exist_ok=True)
+        # Build next to the cache so the final rename is atomic: a concurrent build of
+        # the same key never sees half a file.
+        with tempfile.TemporaryDirectory(prefix=".build-", dir=output.parent) as work:
+            sources = []
+            for name, text in artifact.sources.items():
+                path = Path(work) / name
+                path.write_text(text)
+                sources.append(path)
+            partial = Path(work) / "module.so"
+            command = self.command(artifact, sources, partial)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+            except FileNotFoundError as exc:
+                raise ToolchainError(
+                    f"compiler '{command[0]}' not found (set {_env_of(artifact)} to another)",
+                    target=job.target, region=job.region,
+                ) from exc
+            if done.returncode != 0:
+                raise ToolchainError(
+                    f"{Path(command[0]).name} failed:\n{_trim(done.stderr or done.stdout)}",
+                    target=job.target, region=job.region,
+                )
+            os.replace(partial, output)
+        return output
+
+    def compile_all(
+        self, jobs: Sequence[CompileJob], *, workers: int | None = None, progress: bool = False
+    ) -> dict[str, Path | ToolchainError]:
+        """Compile ``jobs`` in parallel; per region, the library or the error."""
+        results: dict[str, Path | ToolchainError] = {}
+        if not jobs:
+            return results
+        workers = workers or min(len(jobs), os.cpu_count() or 1)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), desc="compiling regions", unit="region", file=sys.stderr)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(self.compile, job): job for job in jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    results[job.region] = future.result()
+                except ToolchainError as exc:
+                    results[job.region] = exc
+                if bar is not None:
+                    bar.update()
+        if bar is not None:
+            bar.close()
+        return results
+
+
+def _env_of(artifact: CSource) -> str:
+    if artifact.language == "cuda":
+        return "NVCC"
+    return "CXX" if any(n.endswith(_CXX_SUFFIXES) for n in artifact.sources) else "CC"
+
+
+def _trim(text: str) -> str:
+    lines = text.strip().splitlines()
+    if len(lines) > _MAX_MESSAGE_LINES:
+        lines = [*lines[:_MAX_MESSAGE_LINES], f"... ({len(lines) - _MAX_MESSAGE_LINES} more lines)"]
+    return "\n".join(lines)
+
+
+@functools.cache
+def _compiler_identity(compiler: str) -> str:
+    """Path and version banner: a compiler upgrade must not reuse old libraries."""
+    path = shutil.which(compiler) or compiler
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        return f"{path}\n{done.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        return path
+
+
+@functools.cache
+def _accepts(compiler: str, flag: str) -> bool:
+    """Whether ``compiler`` compiles and links a trivial program with ``flag``."""
+    source = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 0;}\n" \
+        if flag == "-fopenmp" else "int main(void){return 0;}\n"
+    with tempfile.TemporaryDirectory(prefix="byoc-probe-") as work:
+        src = Path(work) / "probe.c"
+        src.write_text(source)
+        language = ["-x", "c"]
+        try:
+            done = subprocess.run(
+                [compiler, *language, str(src), flag, "-o", str(Path(work) / "probe")],
+                capture_output=True, timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0

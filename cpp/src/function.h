@@ -1,0 +1,83 @@
+// Calling one region's entry function with numpy arrays, without copies.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "byoc/abi.h"
+#include "library.h"
+
+namespace byoc {
+
+namespace py = pybind11;
+
+// A module call that failed: the status it returned and the message it wrote.
+class ModuleError : public std::runtime_error {
+ public:
+  ModuleError(int status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+// The ONNX element type (enum byoc_dtype) of a numpy dtype; throws for types the ABI
+// has no number for.
+int32_t OnnxDtype(const py::dtype& dtype);
+
+// What a region declares for one of its inputs, outputs or constants.
+struct TensorSpec {
+  TensorSpec(py::dtype dtype_, std::vector<int64_t> shape_)
+      : onnx_dtype(OnnxDtype(dtype_)), dtype(std::move(dtype_)), shape(std::move(shape_)) {}
+  int32_t onnx_dtype;
+  py::dtype dtype;
+  std::vector<int64_t> shape;
+};
+
+// One region's entry function, with the specs of its tensors.
+//
+// Calls check every array against its spec before the module sees it (a wrong dtype
+// or shape gets a clear error, not a corrupted buffer), release the GIL while the
+// module runs, and allocate outputs as fresh C-contiguous numpy arrays.
+class Function {
+ public:
+  Function(std::shared_ptr<Library> library, const std::string& entry,
+           std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs);
+
+  // Runs <entry>_init with `constants` (kept alive by this object) if the module
+  // exports it. Called once, before the first call.
+  void Init(const py::list& constants);
+  py::list Call(const py::list& inputs) const;
+  // Like Call, but writes into caller-provided output arrays.
+  void CallInto(const py::list& inputs, const py::list& outputs) const;
+
+  const std::string& entry() const { return entry_; }
+  bool has_init() const { return init_ != nullptr; }
+
+  ~Function();
+
+ private:
+  void Describe(const py::list& arrays, const std::vector<TensorSpec>& specs, const char* what,
+                std::vector<byoc_tensor>* tensors, std::vector<py::array>* keep,
+                bool writable) const;
+  void Invoke(const std::vector<byoc_tensor>& in, const std::vector<byoc_tensor>& out) const;
+
+  std::shared_ptr<Library> library_;
+  std::string entry_;
+  byoc_entry_fn fn_;
+  byoc_init_fn init_;
+  byoc_release_fn release_;
+  std::vector<TensorSpec> inputs_;
+  std::vector<TensorSpec> outputs_;
+  py::list constants_;  // the init buffers must outlive the module's use of them
+  bool initialized_ = false;
+};
+
+}  // namespace byoc
