@@ -54,6 +54,7 @@ def build(
     toolchain: Toolchain | None = None,
     progress: Progress | None = None,
     progress_bar: bool = False,
+    host_threads: int = 0,
 ) -> CompiledModel:
     """Partition ``model`` for ``targets``, build every region, and return the runnable model.
 
@@ -61,7 +62,7 @@ def build(
     ``options`` overrides target codegen options (target name -> options); ``tuning``
     adds tuned parameters per region (region name -> options), for codegens that take
     them. ``progress`` is called with each stage's name; ``progress_bar`` shows one
-    while regions compile.
+    while regions compile. ``host_threads`` sets onnxruntime's threads for host steps.
     """
     say = progress or (lambda _stage: None)
     seconds: dict[str, float] = {}
@@ -114,7 +115,7 @@ def build(
         report=BuildReport(result.report, regions, seconds),
     )
     say("schedule")
-    return assemble(contents, runners=runners)
+    return assemble(contents, runners=runners, host_threads=host_threads)
 
 
 def _generate(

@@ -22,6 +22,11 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 PROGRESS_NODES = 10_000
 
 
+def _long(args: argparse.Namespace, model) -> bool:
+    """Whether to show stage progress: asked for, or a model big enough to take a while."""
+    return args.verbose or model.graph.num_nodes() >= PROGRESS_NODES
+
+
 def _progress(verbose: bool) -> Callable[[str], None]:
     """Print each stage as it starts, with the time the previous one took."""
     started = [time.perf_counter(), ""]
@@ -69,10 +74,8 @@ def cmd_partition(args: argparse.Namespace) -> int:
     _writable(output, "partitioned model")
     dot = _writable(Path(args.dot), "Graphviz file") if args.dot else None
     policy = _policy(args)
-    say = _progress(args.verbose) if args.verbose else None
     model = load_model(args.model)
-    if say is None and model.graph.num_nodes() >= PROGRESS_NODES:
-        say = _progress(False)
+    say = _progress(args.verbose) if _long(args, model) else None
     result = partition_model(model, args.target, policy=policy, progress=say)
     _write(output, "partitioned model", result.save)
     if dot is not None:
@@ -111,6 +114,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import json
 
     from byoc_sdk.build import build
+    from byoc_sdk.loader import load_model
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.byoc")
     _writable(output, "package")
@@ -120,11 +124,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             tuning = json.loads(Path(args.tuning).read_text())
         except (OSError, ValueError) as exc:
             raise ByocError(f"cannot read tuning records: {exc}", file=args.tuning) from exc
-    say = _progress(args.verbose)
+    model = load_model(args.model, input_shapes=dict(args.input_shape or []) or None)
+    say = _progress(args.verbose) if _long(args, model) else None
     compiled = build(
-        args.model, args.target, input_shapes=dict(args.input_shape or []) or None,
-        strict=args.strict, policy=_policy(args), tuning=tuning, progress=say,
-        progress_bar=sys.stderr.isatty(),
+        model, args.target, strict=args.strict, policy=_policy(args), tuning=tuning,
+        progress=say, progress_bar=sys.stderr.isatty(),
     )
     _write(output, "package", compiled.save)
     print(compiled.report.render())

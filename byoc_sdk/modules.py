@@ -93,11 +93,17 @@ def region_runner(region, store: Mapping[str, np.ndarray]) -> tuple[Runner, Any]
     return runner, runtime
 
 
-def assemble(contents, source: str = "<build>", runners: Mapping[str, tuple] | None = None):
+def assemble(
+    contents,
+    source: str = "<build>",
+    runners: Mapping[str, tuple] | None = None,
+    host_threads: int = 0,
+):
     """A :class:`~byoc_sdk.runtime.CompiledModel` from build results (fresh or loaded).
 
     ``runners`` are regions' runners made already (by the build, which loads each
-    module to check it); the others are made here.
+    module to check it); the others are made here. ``host_threads`` sets onnxruntime's
+    intra-op threads for host steps (0: its default, one per core).
     """
     import onnx_ir as ir
 
@@ -130,7 +136,7 @@ def assemble(contents, source: str = "<build>", runners: Mapping[str, tuple] | N
                               runtime.stats if runtime is not None else None))
         else:
             inputs = tuple(n for n in plan.inputs if n not in initializers)
-            runner = host_runner(host_model(contents.model, plan), inputs)
+            runner = host_runner(host_model(contents.model, plan), inputs, host_threads)
             steps.append(Step(index, plan.kind, plan.name, "host", inputs, plan.outputs, runner))
     constants = {name: contents.constants[sha] for name, sha in contents.step_constants.items()}
     return CompiledModel(steps, contents.inputs, contents.outputs, constants, contents)

@@ -315,7 +315,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, members
 
 
-def load_package(path: Path):
+def load_package(path: Path, host_threads: int = 0):
     """A :class:`~byoc_sdk.runtime.CompiledModel` from a verified package."""
     from byoc_sdk.modules import assemble
 
@@ -346,7 +346,7 @@ def load_package(path: Path):
         targets=dict(manifest["targets"]),
         report=report,
     )
-    return assemble(contents, source=str(path))
+    return assemble(contents, source=str(path), host_threads=host_threads)
 
 
 def _load_region(entry: dict[str, Any], members: dict[str, bytes], path: Path) -> RegionBuild:

@@ -112,6 +112,8 @@ class CompiledModel:
         self.constants = dict(constants)
         self.package = package  # byoc_sdk.package.PackageContents: what save() writes
         self._runs = 0
+        self._input_names = {spec.name for spec in self.inputs}
+        self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
         _plan_drops(self.steps, self.outputs)
 
     @property
@@ -123,8 +125,9 @@ class CompiledModel:
         self, feeds: Mapping[str, np.ndarray], *, profile: Profile | None = None
     ) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (input name -> array); outputs by name."""
-        values = dict(self.constants)
-        values.update(self._check_feeds(feeds))
+        values = self._check_feeds(feeds)
+        if self.constants:
+            values.update(self.constants)
         self._runs += 1
         run = self._runs
         for step in self.steps:
@@ -150,29 +153,39 @@ class CompiledModel:
         return {name: values[name] for name in self.outputs}
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        expected = {spec.name for spec in self.inputs}
-        missing = sorted(expected - set(feeds))
-        extra = sorted(set(feeds) - expected)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing inputs {missing}")
-            if extra:
-                parts.append(f"unknown inputs {extra}")
-            raise InputError("; ".join(parts) + f" (the model takes {sorted(expected)})")
-        checked = {}
-        for spec in self.inputs:
-            array = np.asarray(feeds[spec.name])
-            fits = len(array.shape) == len(spec.shape) and all(
-                want in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+        """The feeds as a fresh value table, after checking names, dtypes and shapes.
+
+        This runs on every call, so the common case (right names, arrays of the right
+        dtype and shape) takes a handful of comparisons.
+        """
+        if feeds.keys() != self._input_names:
+            expected = sorted(self._input_names)
+            missing = sorted(self._input_names - feeds.keys())
+            extra = sorted(feeds.keys() - self._input_names)
+            parts = [f"missing inputs {missing}"] if missing else []
+            parts += [f"unknown inputs {extra}"] if extra else []
+            raise InputError("; ".join(parts) + f" (the model takes {expected})")
+        values = {}
+        for name, dtype, shape in self._input_checks:
+            array = feeds[name]
+            if type(array) is not np.ndarray:
+                array = np.asarray(array)
+            if array.dtype != dtype or array.shape != shape:
+                self._refuse(name, array)
+            values[name] = array
+        return values
+
+    def _refuse(self, name: str, array: np.ndarray) -> None:
+        """Raise for a feed of the wrong dtype or shape, unless only dynamic dims differ."""
+        spec = next(s for s in self.inputs if s.name == name)
+        fits = len(array.shape) == len(spec.shape) and all(
+            want in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+        )
+        if array.dtype != spec.numpy_dtype or not fits:
+            raise InputError(
+                f"input '{name}' is {array.dtype}{tuple(array.shape)}, "
+                f"expected {spec.dtype}{spec.shape}"
             )
-            if array.dtype != spec.numpy_dtype or not fits:
-                raise InputError(
-                    f"input '{spec.name}' is {array.dtype}{tuple(array.shape)}, "
-                    f"expected {spec.dtype}{spec.shape}"
-                )
-            checked[spec.name] = array
-        return checked
 
     def save(self, path: str | Path) -> Path:
         """Write the package (a ``.byoc`` file); see :mod:`byoc_sdk.package`."""
@@ -181,11 +194,14 @@ class CompiledModel:
         return save_package(self.package, Path(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> CompiledModel:
-        """Load a package written by :meth:`save`, checking every checksum."""
+    def load(cls, path: str | Path, *, host_threads: int = 0) -> CompiledModel:
+        """Load a package written by :meth:`save`, checking every checksum.
+
+        ``host_threads`` sets onnxruntime's threads for host steps (0: one per core).
+        """
         from byoc_sdk.package import load_package
 
-        return load_package(Path(path))
+        return load_package(Path(path), host_threads)
 
 
 def _describe(exc: BaseException) -> str:

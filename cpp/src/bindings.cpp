@@ -5,6 +5,7 @@
 #include "byoc/abi.h"
 #include "function.h"
 #include "library.h"
+#include "registry.h"
 
 namespace py = pybind11;
 
@@ -66,4 +67,9 @@ PYBIND11_MODULE(_native, m) {
            "Run the region writing into caller-provided output arrays.")
       .def_property_readonly("entry", &byoc::Function::entry)
       .def_property_readonly("has_init", &byoc::Function::has_init);
+
+  for (const auto& [name, binder] : byoc::Binders()) {
+    py::module_ sub = m.def_submodule(name);
+    binder(sub);
+  }
 }
