@@ -22,20 +22,34 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 PROGRESS_NODES = 10_000
 
 
-def _long(args: argparse.Namespace, model) -> bool:
-    """Whether to show stage progress: asked for, or a model big enough to take a while."""
-    return args.verbose or model.graph.num_nodes() >= PROGRESS_NODES
+def _load_with_progress(args: argparse.Namespace, **options):
+    """Load ``args.model`` and pick the stage reporter: timings with ``-v``, stage names
+    alone for models big enough to take a while, silence otherwise."""
+    from byoc_sdk.loader import load_model
+
+    say = _progress(True) if args.verbose else _quiet
+    say("load")
+    model = load_model(args.model, **options)
+    if not args.verbose and model.graph.num_nodes() >= PROGRESS_NODES:
+        say = _progress(False)
+    return model, say
+
+
+def _quiet(_stage: str) -> None:
+    """The stage reporter of small jobs: nothing to report."""
 
 
 def _progress(verbose: bool) -> Callable[[str], None]:
-    """Print each stage as it starts, with the time the previous one took."""
+    """Print each stage as it starts; with ``verbose``, also the time the previous one
+    took. Call it with "done" after the last stage to close the account."""
     started = [time.perf_counter(), ""]
 
     def say(stage: str) -> None:
         now = time.perf_counter()
         if verbose and started[1]:
             print(f"  {started[1]}: {now - started[0]:.2f} s", file=sys.stderr)
-        print(f"byoc: {stage}...", file=sys.stderr)
+        if stage != "done":
+            print(f"byoc: {stage}...", file=sys.stderr)
         started[:] = [now, stage]
 
     return say
@@ -67,20 +81,20 @@ def _positive(text: str) -> int:
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from byoc_sdk.dot import to_dot
-    from byoc_sdk.loader import load_model
     from partition.pipeline import partition_model
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.partitioned.onnx")
     _writable(output, "partitioned model")
     dot = _writable(Path(args.dot), "Graphviz file") if args.dot else None
     policy = _policy(args)
-    model = load_model(args.model)
-    say = _progress(args.verbose) if _long(args, model) else None
+    model, say = _load_with_progress(args)
     result = partition_model(model, args.target, policy=policy, progress=say)
+    say("save")
     _write(output, "partitioned model", result.save)
     if dot is not None:
         text = to_dot(result.model, result.report.targets)
         _write(dot, "Graphviz file", lambda path: path.write_text(text))
+    say("done")
     if args.json:
         print(result.report.to_json())
         return EXIT_OK
@@ -106,7 +120,8 @@ def _policy(args: argparse.Namespace):
     if args.keep_all_regions:
         return RegionPolicy.keep_all()
     if args.min_region_size is not None:
-        return RegionPolicy(min_nodes=args.min_region_size)
+        # A size rule alone: the compute-heavy rule would drop small regions whatever N is.
+        return RegionPolicy(min_nodes=args.min_region_size, require_compute=False)
     return None
 
 
@@ -114,7 +129,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     import json
 
     from byoc_sdk.build import build
-    from byoc_sdk.loader import load_model
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.byoc")
     _writable(output, "package")
@@ -124,13 +138,14 @@ def cmd_build(args: argparse.Namespace) -> int:
             tuning = json.loads(Path(args.tuning).read_text())
         except (OSError, ValueError) as exc:
             raise ByocError(f"cannot read tuning records: {exc}", file=args.tuning) from exc
-    model = load_model(args.model, input_shapes=dict(args.input_shape or []) or None)
-    say = _progress(args.verbose) if _long(args, model) else None
+    model, say = _load_with_progress(args, input_shapes=dict(args.input_shape or []) or None)
     compiled = build(
         model, args.target, strict=args.strict, policy=_policy(args), tuning=tuning,
         progress=say, progress_bar=sys.stderr.isatty(),
     )
+    say("save")
     _write(output, "package", compiled.save)
+    say("done")
     print(compiled.report.render())
     print(f"\nwrote {output}")
     return EXIT_OK
@@ -273,6 +288,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
             f"priority {target.priority}, merge style {target.merge_style}, "
             f"constants {target.constants}\n"
         )
+        if not rows:
+            print("declares no ops and no patterns")
+            return EXIT_OK
         widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in ("name", "opsets", "dtypes")}
         header = f"{'kind':<8}{'name':<{widths['name'] + 2}}{'opsets':<{widths['opsets'] + 2}}"
         print(header + f"{'dtypes':<{widths['dtypes'] + 2}}conditions")
@@ -291,22 +309,32 @@ def cmd_targets(args: argparse.Namespace) -> int:
         f"{'target':<12}{'version':<10}{'priority':>8}  {'style':<9}{'ops':>5}"
         f"{'patterns':>10}  description"
     )
+    broken = 0
     for name in names:
-        target = get_target(name)
+        try:
+            target = get_target(name)
+        except ByocError as exc:  # one broken vendor package must not hide the others
+            broken += 1
+            print(f"{name:<12}{'-':<10}{'-':>8}  {'-':<9}{'-':>5}{'-':>10}  BROKEN: {exc.reason}")
+            continue
         print(
             f"{name:<12}{target.version:<10}{target.priority:>8}  {target.merge_style:<9}"
             f"{sum(len(v) for v in target.ops.values()):>5}{len(target.patterns):>10}  "
             f"{target.description}"
         )
-    return EXIT_OK
+    return EXIT_USAGE if broken else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="byoc", description="Bring-your-own-codegen SDK for deep-learning accelerators."
     )
+    # --debug works before or after the command; SUPPRESS keeps a subcommand's default
+    # from overwriting a --debug given before it.
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     part = commands.add_parser(
@@ -334,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--dot", metavar="FILE", help="write a Graphviz view coloured by target")
     part.add_argument(
         "--min-region-size",
-        type=int,
+        type=_positive,
         metavar="N",
-        help="send regions of fewer than N nodes back to the host",
+        help="keep regions of at least N nodes, whatever they hold (replaces target policies)",
     )
     part.add_argument(
         "--keep-all-regions",
@@ -362,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     bld.add_argument("--tuning", metavar="FILE.json",
                      help="tuned codegen parameters per region: {region: {option: value}}")
     bld.add_argument("--min-region-size", type=_positive, metavar="N",
-                     help="send regions of fewer than N nodes back to the host")
+                     help="keep regions of at least N nodes, whatever they hold "
+                     "(replaces target policies)")
     bld.add_argument("--keep-all-regions", action="store_true",
                      help="offload every region a target claims, however small")
     bld.add_argument("-v", "--verbose", action="store_true", help="print stage timings")
