@@ -23,3 +23,83 @@ def make_target() -> Callable[..., Target]:
         return target
 
     return make
+
+
+# --- build, run and package tests (examples/targets) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def _build_cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("byoc-cache")
+
+
+@pytest.fixture
+def build_cache_dir(_build_cache_root, monkeypatch):
+    """Point ``BYOC_CACHE_DIR`` at a cache folder shared by this test session (so compiled
+    modules never land in the user's cache, and unchanged sources compile once)."""
+    monkeypatch.setenv("BYOC_CACHE_DIR", str(_build_cache_root))
+    return _build_cache_root
+
+
+@pytest.fixture(scope="session")
+def example_targets():
+    """The example target modules of ``examples/targets``, by artifact kind:
+    ``c_source`` (cdemo), ``json`` (jsondemo) and ``binary`` (bytedemo). Each has
+    ``target``; the repository root is put on ``sys.path`` to import them."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return {
+        kind: importlib.import_module(f"examples.targets.{module}")
+        for kind, module in (("c_source", "c_elementwise"), ("json", "json_graph"),
+                             ("binary", "bytecode"))
+    }
+
+
+@pytest.fixture
+def example_model():
+    """``example_model(batch=4, seed=0)``: x -> MatMul(w) -> Add(b) -> Relu (output r)
+    -> Softmax -> Mul(y) -> every other example op -> z. Softmax is the one op the example
+    targets leave on the host, so a build has two regions around it. ``batch`` may be a
+    name, for a dynamic batch dimension."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def make(batch: int | str = 4, seed: int = 0) -> onnx.ModelProto:
+        rng = np.random.default_rng(seed)
+        weights = {
+            "w": rng.standard_normal((8, 16)).astype(np.float32) / 3,
+            "b": rng.standard_normal(16).astype(np.float32),
+            "half": np.array([0.5], np.float32),  # a scalar constant
+            "scale": (rng.random(16) + 0.5).astype(np.float32),  # a row-vector constant
+        }
+        node = helper.make_node
+        nodes = [
+            node("MatMul", ["x", "w"], ["h"]), node("Add", ["h", "b"], ["a"]),
+            node("Relu", ["a"], ["r"]), node("Softmax", ["r"], ["s"]),
+            node("Mul", ["s", "y"], ["m"]), node("Tanh", ["m"], ["t"]),
+            node("Sigmoid", ["m"], ["g"]), node("Sub", ["g", "half"], ["k"]),
+            node("Abs", ["k"], ["ab"]), node("Neg", ["ab"], ["n"]), node("Exp", ["n"], ["e"]),
+            node("Div", ["e", "scale"], ["d"]), node("Max", ["d", "t"], ["u"]),
+            node("Min", ["u", "g"], ["z"]),
+        ]
+        info = helper.make_tensor_value_info
+        graph = helper.make_graph(
+            nodes, "example",
+            [info("x", onnx.TensorProto.FLOAT, [batch, 8]),
+             info("y", onnx.TensorProto.FLOAT, [batch, 16])],
+            [info("z", onnx.TensorProto.FLOAT, [batch, 16]),
+             info("r", onnx.TensorProto.FLOAT, [batch, 16])],
+            [numpy_helper.from_array(v, k) for k, v in weights.items()],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)],
+                                  ir_version=10)
+        onnx.checker.check_model(model)
+        return model
+
+    return make
