@@ -160,13 +160,18 @@ def _generate(
         outcome.reason = f"invalid artifact: {exc}"
         return region, outcome
     except Exception as exc:  # a vendor codegen can fail in any way; the build goes on
-        outcome.reason = f"codegen raised {type(exc).__name__}: {exc}"
+        outcome.reason = f"codegen raised {_describe(exc)}"
         return region, outcome
     finally:
         outcome.seconds = time.perf_counter() - start
     outcome.status, outcome.artifact = "compiled", artifact
     outcome.constants = {n: region.constants[n].sha256 for n in artifact.constants}
     return region, outcome
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _bound_constants(function: ir.Function) -> dict[str, Constant]:
@@ -212,7 +217,7 @@ def _load_modules(regions: list[RegionBuild], store: Mapping) -> dict[str, tuple
             runners[region.name] = region_runner(region, store)
         except Exception as exc:  # the native loader or a vendor runtime refused it
             region.status = "fallback"
-            region.reason = f"module failed to load: {type(exc).__name__}: {exc}"
+            region.reason = f"module failed to load: {_describe(exc)}"
     return runners
 
 

@@ -187,10 +187,9 @@ def assemble(
             continue
         try:
             runners[name] = region_runner(region, contents.constants)
-        except ByocError:
-            raise
         except Exception as exc:  # the native loader or a vendor runtime refused it
-            raise ByocError(f"module failed to load: {type(exc).__name__}: {exc}",
+            reason = exc.reason if isinstance(exc, ByocError) else f"{type(exc).__name__}: {exc}"
+            raise ByocError(f"module failed to load: {reason}",
                             file=source, target=region.target, region=name) from exc
     initializers = {t.name for t in contents.model.graph.initializer}
     steps = []

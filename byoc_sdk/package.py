@@ -2,13 +2,13 @@
 
 Layout::
 
-    manifest.json                  format, versions, platform, targets, regions, constants,
+    manifest.json                  format, versions, platform, targets, regions (each with
+                                   its artifact's description and signature), constants,
                                    and the sha256 of every other member
     model.onnx                     the partitioned model; tensors of 256 bytes or more are
                                    external data pointing into constants/
     constants/<sha256>.bin         each constant once, raw little-endian bytes (dtype and
                                    shape in the manifest): no pickle anywhere
-    regions/<name>/artifact.json   the artifact's description and the region's signature
     regions/<name>/src/<file>      C/CUDA sources (kept so the package can be rebuilt)
     regions/<name>/lib/<platform>.so  the compiled module for the build platform
     regions/<name>/graph.json      a JSON artifact's graph
@@ -149,9 +149,9 @@ def save_package(contents: PackageContents, path: Path) -> Path:
     members["model.onnx"] = model.SerializeToString()
     table = {}
     for sha, array in store.items():
-        data = np.ascontiguousarray(array)
-        members[f"constants/{sha}.bin"] = data.astype(data.dtype.newbyteorder("<")).tobytes()
-        table[sha] = {"dtype": data.dtype.name, "shape": list(data.shape)}
+        data = _little_endian(array)
+        members[f"constants/{sha}.bin"] = data.tobytes()
+        table[sha] = {"dtype": np.dtype(array.dtype).name, "shape": list(data.shape)}
     regions = []
     for region in contents.regions:
         regions.append(_save_region(region, members))
@@ -320,36 +320,64 @@ def load_package(path: Path, host_threads: int = 0):
     from byoc_sdk.modules import assemble
 
     manifest, members = read_package(path)
-    store = {
-        sha: np.frombuffer(members[f"constants/{sha}.bin"], dtype=np.dtype(info["dtype"])
-                           .newbyteorder("<")).astype(info["dtype"]).reshape(info["shape"])
-        for sha, info in manifest["constants"].items()
-    }
-    model = onnx.load_model_from_string(members["model.onnx"])
-    for tensor in _all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next(e.value for e in tensor.external_data if e.key == "location")
-            sha = PurePosixPath(location).stem
-            tensor.ClearField("external_data")
-            tensor.data_location = onnx.TensorProto.DEFAULT
-            tensor.raw_data = np.ascontiguousarray(store[sha]).astype(
-                store[sha].dtype.newbyteorder("<")).tobytes()
-    regions = [_load_region(entry, members, path) for entry in manifest["regions"]]
-    report = BuildReport(None, regions)
-    contents = PackageContents(
-        model=model,
-        regions=regions,
-        inputs=[TensorSpec.from_json(s) for s in manifest["inputs"]],
-        outputs=list(manifest["outputs"]),
-        constants=store,
-        step_constants=dict(manifest["step_constants"]),
-        targets=dict(manifest["targets"]),
-        report=report,
-    )
-    return assemble(contents, source=str(path), host_threads=host_threads)
+    label = str(path)
+    try:
+        store = {sha: _constant(sha, info, members, label)
+                 for sha, info in manifest["constants"].items()}
+        model = onnx.load_model_from_string(_member(members, "model.onnx", label))
+        for tensor in _all_tensors(model):
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                location = next(e.value for e in tensor.external_data if e.key == "location")
+                sha = PurePosixPath(location).stem
+                if sha not in store:
+                    raise PackageError(f"model.onnx refers to constant '{location}', which the "
+                                       "manifest does not list", file=label)
+                tensor.ClearField("external_data")
+                tensor.data_location = onnx.TensorProto.DEFAULT
+                tensor.raw_data = _little_endian(store[sha]).tobytes()
+        regions = [_load_region(entry, members, label) for entry in manifest["regions"]]
+        contents = PackageContents(
+            model=model,
+            regions=regions,
+            inputs=[TensorSpec.from_json(s) for s in manifest["inputs"]],
+            outputs=list(manifest["outputs"]),
+            constants=store,
+            step_constants=dict(manifest["step_constants"]),
+            targets=dict(manifest["targets"]),
+            report=BuildReport(None, regions),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        # The manifest is checked only as a whole (its members by hash): a manifest that
+        # is well-formed JSON but inconsistent must still get one clear error.
+        raise PackageError(f"manifest.json is inconsistent: {type(exc).__name__}: {exc}",
+                           file=label) from exc
+    return assemble(contents, source=label, host_threads=host_threads)
 
 
-def _load_region(entry: dict[str, Any], members: dict[str, bytes], path: Path) -> RegionBuild:
+def _member(members: dict[str, bytes], name: str, label: str) -> bytes:
+    if name not in members:
+        raise PackageError(f"member '{name}' is named in the manifest but not listed in its "
+                           "members", file=label)
+    return members[name]
+
+
+def _constant(sha: str, info: dict[str, Any], members: dict[str, bytes], label: str) -> np.ndarray:
+    name = f"constants/{sha}.bin"
+    data = _member(members, name, label)
+    dtype = np.dtype(info["dtype"])
+    shape = tuple(int(d) for d in info["shape"])
+    if len(data) != dtype.itemsize * int(np.prod(shape)):
+        raise PackageError(f"member '{name}' holds {len(data)} bytes, not a {dtype}{shape} "
+                           "tensor", file=label)
+    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    return array.astype(array.dtype.newbyteorder("<"))
+
+
+def _load_region(entry: dict[str, Any], members: dict[str, bytes], label: str) -> RegionBuild:
     signature = None
     if "inputs" in entry:
         signature = RegionSignature(
@@ -364,20 +392,21 @@ def _load_region(entry: dict[str, Any], members: dict[str, bytes], path: Path) -
     base = f"regions/{region.name}"
     kind = entry["kind"]
     if kind == "c_source":
-        sources = {name: members[f"{base}/src/{name}"].decode() for name in entry["sources"]}
+        sources = {name: _member(members, f"{base}/src/{name}", label).decode()
+                   for name in entry["sources"]}
         region.artifact = CSource(sources, entry["entry"], list(entry["init_constants"]),
                                   list(entry["flags"]), entry["language"])
         library = members.get(f"{base}/lib/{platform_tag()}.so")
         region.library = _materialise(library) if library is not None else None
     elif kind == "json":
-        region.artifact = JsonGraph(json.loads(members[f"{base}/graph.json"]), entry["runtime"],
-                                    list(entry["init_constants"]))
+        region.artifact = JsonGraph(json.loads(_member(members, f"{base}/graph.json", label)),
+                                    entry["runtime"], list(entry["init_constants"]))
     elif kind == "binary":
-        region.artifact = Binary(members[f"{base}/program.bin"], entry["runtime"],
-                                 list(entry["init_constants"]))
+        region.artifact = Binary(_member(members, f"{base}/program.bin", label),
+                                 entry["runtime"], list(entry["init_constants"]))
     else:
         raise PackageError(f"region {region.name} has unknown artifact kind '{kind}'",
-                           file=str(path))
+                           file=label)
     return region
 
 

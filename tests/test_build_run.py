@@ -559,14 +559,6 @@ def test_json_runtime_checks_the_graph_at_load(example_targets, example_model):
 # --- known bugs -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: two loads of one compiled module share its static state. "
-    "byoc_sdk/modules.py native_runner opens toolchain's cache path with "
-    "_native.Library (cpp/src/library.cpp Library::Open, dlopen RTLD_LOCAL), and dlopen "
-    "returns the already-open handle for the same file, so the second model's "
-    "<entry>_init overwrites the constants the first model's module keeps",
-    strict=True,
-)
 def test_two_models_with_equal_sources_keep_their_own_constants(example_targets):
     def model(scale: float):
         return onnx_text(f"""

@@ -376,15 +376,6 @@ def test_package_with_a_fallback_region(example_targets, example_model, tmp_path
 # --- known bugs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: byoc_sdk/package.py load_package and _load_region trust the manifest's "
-    "own tables: manifest.json is not covered by any checksum, yet a constant whose "
-    "listed shape/dtype does not fit its bytes raises a bare ValueError from reshape, "
-    "and a constant or source file the manifest names but its 'members' table does not "
-    "list raises a bare KeyError; both should be a PackageError naming the member",
-    strict=True,
-    raises=(ValueError, KeyError),
-)
 @pytest.mark.parametrize("damage", ["constant shape", "constant dtype", "constant file",
                                     "source file"])
 def test_inconsistent_manifest_is_a_package_error(damage, saved, tmp_path):

@@ -79,10 +79,17 @@ void Function::Describe(const py::list& arrays, const std::vector<TensorSpec>& s
                                   " is not a numpy array");
     }
     auto array = py::reinterpret_borrow<py::array>(item);
-    if (array.dtype().num() != spec.dtype.num()) {
-      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " is " +
-                                  std::string(py::str(array.dtype())) + ", expected " +
-                                  std::string(py::str(spec.dtype)));
+    const auto& numpy = py::detail::npy_api::get();
+    if (!numpy.PyArray_EquivTypes_(array.dtype().ptr(), spec.dtype.ptr())) {
+      const bool byte_order_only = array.dtype().kind() == spec.dtype.kind() &&
+                                   array.dtype().itemsize() == spec.dtype.itemsize();
+      if (writable || !byte_order_only) {
+        throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " is " +
+                                    std::string(py::str(array.dtype())) + ", expected " +
+                                    std::string(py::str(spec.dtype)));
+      }
+      // The same type in the other byte order: modules read native order, so convert.
+      array = array.attr("astype")(spec.dtype).cast<py::array>();
     }
     const size_t rank = static_cast<size_t>(array.ndim());
     bool same = rank == spec.shape.size();
@@ -162,7 +169,14 @@ void Function::Init(const py::list& constants) {
   initialized_ = true;
 }
 
+void Function::RequireInit() const {
+  if (init_ != nullptr && !initialized_) {
+    throw std::logic_error(entry_ + " has an _init that has not run: call init() first");
+  }
+}
+
 py::list Function::Call(const py::list& inputs) const {
+  RequireInit();
   std::vector<byoc_tensor> in, out;
   std::vector<py::array> keep_in, keep_out;
   Describe(inputs, inputs_, "input", &in, &keep_in, false);
@@ -185,6 +199,7 @@ py::list Function::Call(const py::list& inputs) const {
 }
 
 void Function::CallInto(const py::list& inputs, const py::list& outputs) const {
+  RequireInit();
   std::vector<byoc_tensor> in, out;
   std::vector<py::array> keep_in, keep_out;
   Describe(inputs, inputs_, "input", &in, &keep_in, false);

@@ -68,6 +68,8 @@ class Function {
                 std::vector<byoc_tensor>* tensors, std::vector<py::array>* keep,
                 bool writable) const;
   void Invoke(const std::vector<byoc_tensor>& in, const std::vector<byoc_tensor>& out) const;
+  // Refuses calls to a module whose _init exists but has not run.
+  void RequireInit() const;
 
   std::shared_ptr<Library> library_;
   std::string entry_;

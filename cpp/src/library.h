@@ -13,8 +13,9 @@ class LoadError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// An open shared library. Shared by every function bound to it, and closed when the
-// last of them goes away.
+// An open shared library: a private instance, with static state of its own even when
+// another Library opened the same file. Shared by every function bound to it, and
+// closed when the last of them goes away.
 class Library {
  public:
   // Opens `path` and checks that it exports byoc_abi_version() == BYOC_ABI_VERSION.
