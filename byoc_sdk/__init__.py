@@ -6,7 +6,17 @@ builds and runs it.
 """
 
 from byoc_sdk.build import BuildError, build
-from byoc_sdk.codegen import Binary, Codegen, Constant, CSource, JsonGraph, Region, TensorSpec
+from byoc_sdk.codegen import (
+    Binary,
+    Codegen,
+    Constant,
+    CSource,
+    JsonGraph,
+    Op,
+    OpValue,
+    Region,
+    TensorSpec,
+)
 from byoc_sdk.errors import (
     ByocError,
     DanglingInputError,
@@ -61,7 +71,9 @@ __all__ = [
     "ModelNotFoundError",
     "NodeInfo",
     "NotOnnxError",
+    "Op",
     "OpSupport",
+    "OpValue",
     "PackageError",
     "PartitionError",
     "PartitionReport",

@@ -71,6 +71,35 @@ class Constant:
         return self.tensor.numpy()
 
 
+@dataclass(frozen=True)
+class OpValue:
+    """A value as an expanded op sees it.
+
+    ``key`` is unique within the region: the value's name at region level, and
+    ``<composite call>/<name>`` inside a composite — instances of one shared composite
+    body hold the same value objects, so the key, not the object, tells them apart.
+    ``value`` gives the dtype and shape (equal in every instance of a shared body).
+    """
+
+    key: str
+    value: ir.Value
+
+
+@dataclass(frozen=True)
+class Op:
+    """One ONNX op of a region, with composites expanded (see :meth:`Region.ops`)."""
+
+    node: ir.Node
+    inputs: tuple[OpValue | None, ...]
+    outputs: tuple[OpValue, ...]
+    composite: str | None = None  # the composite call this op came from
+    pattern: str | None = None  # that composite's pattern
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+
 @dataclass
 class Region:
     """One region, as its target's codegen sees it.
@@ -106,6 +135,43 @@ class Region:
     def constant(self, value: ir.Value) -> Constant | None:
         """The bound constant a value inside the region holds, if it is one."""
         return self.constants.get(value.name or "")
+
+    def ops(self) -> list[Op]:
+        """The region's ops in order, composites expanded, ``Constant`` nodes left out.
+
+        A composite's parameters and results are mapped to the values of its call, so
+        the ops read and write region-level keys wherever they cross the composite's
+        boundary; ``composite``/``pattern`` say which fused unit an op came from.
+        """
+        ops: list[Op] = []
+        for node in self.graph:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and not node.inputs:
+                continue
+            body = self.composite(node)
+            if body is None:
+                ops.append(Op(node, _refs(node.inputs, {}, ""), _refs(node.outputs, {}, "")))
+                continue
+            outer = {**dict(zip(body.inputs, node.inputs, strict=True)),
+                     **dict(zip(body.outputs, node.outputs, strict=True))}
+            scope = f"{node.name}/"
+            pattern = self.composite_pattern(node)
+            for inner in body:
+                ops.append(Op(inner, _refs(inner.inputs, outer, scope),
+                              _refs(inner.outputs, outer, scope), node.name, pattern))
+        return ops
+
+
+def _refs(values, outer: Mapping[ir.Value, ir.Value | None], scope: str) -> tuple:
+    refs = []
+    for value in values:
+        if value is None:
+            refs.append(None)
+        elif value in outer:
+            mapped = outer[value]
+            refs.append(None if mapped is None else OpValue(mapped.name or "", mapped))
+        else:
+            refs.append(OpValue(f"{scope}{value.name}", value))
+    return tuple(refs)
 
 
 def spec_of(value: ir.Value) -> TensorSpec | None:
