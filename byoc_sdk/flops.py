@@ -11,14 +11,19 @@ import math
 
 import onnx_ir as ir
 
+#: Ops counted by multiply-accumulates; every other op counts its output elements.
+_MAC_OPS = frozenset(
+    {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "Gemm"}
+)
+
 
 def _numel(value: ir.Value | None) -> int | None:
-    if value is None or value.shape is None:
+    if value is None:
         return None
-    dims = value.shape.dims
-    if not all(isinstance(d, int) for d in dims):
+    shape = value.shape
+    if shape is None or not shape.is_static():
         return None
-    return math.prod(dims)
+    return math.prod(shape.dims)
 
 
 def _dim(value: ir.Value | None, axis: int) -> int | None:
@@ -34,24 +39,27 @@ def node_flops(node: ir.Node) -> int:
     out = _numel(node.outputs[0]) if node.outputs else None
     if out is None:
         return 0
+    op_type = node.op_type
+    if op_type not in _MAC_OPS:
+        return out
     weight = inputs[1] if len(inputs) > 1 else None
-    if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
-        w = weight if node.op_type != "QLinearConv" else inputs[3]
+    if op_type in ("Conv", "ConvInteger", "QLinearConv"):
+        w = weight if op_type != "QLinearConv" else inputs[3]
         kernel = _numel(w)
         out_channels = _dim(w, 0)
         if kernel is None or not out_channels:
             return out
         return 2 * out * (kernel // out_channels)
-    if node.op_type == "ConvTranspose":
+    if op_type == "ConvTranspose":
         kernel, x_numel, in_channels = _numel(weight), _numel(inputs[0]), _dim(weight, 0)
         if kernel is None or x_numel is None or not in_channels:
             return out
         return 2 * x_numel * (kernel // in_channels)
-    if node.op_type in ("MatMul", "MatMulInteger"):
+    if op_type in ("MatMul", "MatMulInteger"):
         k = _dim(inputs[0], -1)
         return 2 * out * k if k else out
-    if node.op_type == "Gemm":
-        trans_a = node.attributes.get_int("transA", 0)
-        k = _dim(inputs[0], 0 if trans_a else -1)
-        return 2 * out * k if k else out
-    return out
+    # Gemm: the one multiply-accumulate op left.
+    trans_a = node.attributes.get_int("transA", 0)
+    k = _dim(inputs[0], 0 if trans_a else -1)
+    return 2 * out * k if k else out
+

@@ -188,6 +188,8 @@ class Match:
 class _Attempt:
     """State of one match attempt; copied on branches the matcher may undo."""
 
+    __slots__ = ("bindings", "external", "nodes")
+
     def __init__(self) -> None:
         self.nodes: dict[ir.Node, None] = {}
         self.bindings: dict[str, ir.Value | ir.Node] = {}
@@ -199,6 +201,10 @@ class _Attempt:
         other.bindings = dict(self.bindings)
         other.external = set(self.external)
         return other
+
+    def restore(self, other: _Attempt) -> None:
+        """Take over the state of ``other`` (a copy that took another branch)."""
+        self.nodes, self.bindings, self.external = other.nodes, other.bindings, other.external
 
 
 class Matcher:
@@ -237,11 +243,12 @@ class Matcher:
     def _match_node(self, pattern: OpPattern, node: ir.Node, attempt: _Attempt) -> bool:
         if node in attempt.nodes:
             return True  # reached again through another branch of the pattern
+        # The op type first: it is what rejects most candidates.
         if (
-            node.graph is not self.graph
-            or node in self.claimed
-            or node.op_type not in pattern.op_types
+            node.op_type not in pattern.op_types
             or node.domain != pattern.domain
+            or node in self.claimed
+            or node.graph is not self.graph
         ):
             return False
         for key, expected in pattern.attrs.items():
@@ -250,10 +257,11 @@ class Matcher:
                 return False
         if pattern.where is not None and not pattern.where(NodeInfo(node, self.opset_of(node))):
             return False
-        values = list(node.inputs)
-        while values and values[-1] is None:
-            values.pop()
-        if len(values) > len(pattern.inputs):
+        values = node.inputs
+        given = len(values)  # not counting omitted trailing inputs
+        while given and values[given - 1] is None:
+            given -= 1
+        if given > len(pattern.inputs):
             return False
         attempt.nodes[node] = None
         if pattern.allow_external_uses:
@@ -266,12 +274,12 @@ class Matcher:
         if self._match_inputs(pattern.inputs, values, attempt):
             return True
         if swapped is not None and self._match_inputs(pattern.inputs[::-1], values, swapped):
-            attempt.__dict__.update(swapped.__dict__)
+            attempt.restore(swapped)
             return True
         return False
 
     def _match_inputs(
-        self, patterns: Sequence[Pattern], values: list[ir.Value | None], attempt: _Attempt
+        self, patterns: Sequence[Pattern], values: Sequence[ir.Value | None], attempt: _Attempt
     ) -> bool:
         for index, pattern in enumerate(patterns):
             value = values[index] if index < len(values) else None

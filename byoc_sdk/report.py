@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from partition.decision import HOST
 
 
-@dataclass
+# Slots: a report holds one record per model node, 100k and more.
+@dataclass(slots=True)
 class NodeRecord:
     """One original node: ``target`` is "host" when no target runs it."""
 
@@ -27,7 +28,7 @@ class NodeRecord:
     composite: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RegionRecord:
     name: str
     target: str

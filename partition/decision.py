@@ -8,6 +8,7 @@ so Netron and ``byoc partition --explain`` can show it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import onnx_ir as ir
 
@@ -48,11 +49,21 @@ class CompositeInfo:
 
 
 def decision_of(node: ir.Node) -> Decision | None:
-    return node.meta.get(DECISION_KEY)
+    return _meta_entry(node, DECISION_KEY)
 
 
 def composite_of(node: ir.Node) -> CompositeInfo | None:
-    return node.meta.get(COMPOSITE_KEY)
+    return _meta_entry(node, COMPOSITE_KEY)
+
+
+def _meta_entry(node: ir.Node, key: str) -> Any:
+    """``node.meta[key]``, or ``None`` when unset.
+
+    The store is a ``collections.UserDict``; its ``data`` dict is read directly because
+    ``UserDict.get`` finds a missing key by raising and catching ``KeyError``, and every
+    pass asks every node.
+    """
+    return node.meta.data.get(key)
 
 
 def placed_on(node: ir.Node) -> str | None:

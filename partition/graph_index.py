@@ -7,6 +7,7 @@ lists) and work on integers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
@@ -27,15 +28,13 @@ class GraphIndex:
 
     @classmethod
     def build(cls, graph: ir.Graph) -> GraphIndex:
-        ensure_sorted(graph)
-        nodes = list(graph)
-        position = {node: i for i, node in enumerate(nodes)}
+        nodes, position = sorted_nodes(graph)
         preds: list[list[int]] = []
         succs: list[list[int]] = [[] for _ in nodes]
         for i, node in enumerate(nodes):
             mine: dict[int, None] = {}
             for value in _read_values(node, graph):
-                producer = value.producer()
+                producer = None if value is None else value.producer()
                 if producer is not None and producer in position:
                     mine[position[producer]] = None
             preds.append(list(mine))
@@ -49,29 +48,48 @@ class GraphIndex:
 
 def ensure_sorted(graph: ir.Graph) -> None:
     """Sort ``graph`` topologically unless it already is (a linear check)."""
-    seen: set[ir.Node] = set()
+    if _positions_if_sorted(graph) is None:
+        graph.sort()
+
+
+def sorted_nodes(graph: ir.Graph) -> tuple[list[ir.Node], dict[ir.Node, int]]:
+    """The nodes of ``graph`` in topological order and their positions, sorting the graph
+    first if needed; one walk when it already is sorted (as the passes keep it)."""
+    position = _positions_if_sorted(graph)
+    if position is None:
+        graph.sort()
+        position = {node: i for i, node in enumerate(graph)}
+    return list(position), position
+
+
+def _positions_if_sorted(graph: ir.Graph) -> dict[ir.Node, int] | None:
+    """Each node's position, or ``None`` if some node reads a value of ``graph`` that a
+    later node produces."""
+    position: dict[ir.Node, int] = {}
     for node in graph:
         for value in node.inputs:
             if value is not None:
                 producer = value.producer()
-                if producer is not None and producer not in seen and producer.graph is graph:
-                    graph.sort()
-                    return
-        seen.add(node)
+                if producer is not None and producer not in position and producer.graph is graph:
+                    return None
+        position[node] = len(position)
+    return position
+
+
+_SUBGRAPH_TYPES = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
 def has_subgraphs(node: ir.Node) -> bool:
-    return any(
-        attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
-        for attr in node.attributes.values()
-    )
+    attributes = node.attributes
+    # Most nodes have no attributes: skip building a view of them.
+    return bool(attributes) and any(attr.type in _SUBGRAPH_TYPES for attr in attributes.values())
 
 
-def _read_values(node: ir.Node, graph: ir.Graph) -> list[ir.Value]:
-    values = [v for v in node.inputs if v is not None]
+def _read_values(node: ir.Node, graph: ir.Graph) -> Sequence[ir.Value | None]:
+    """The values ``node`` reads, its inputs (``None`` for omitted ones) first."""
     if has_subgraphs(node):
-        values.extend(captured_values(node, graph))
-    return values
+        return [*node.inputs, *captured_values(node, graph)]
+    return node.inputs
 
 
 def captured_values(node: ir.Node, graph: ir.Graph) -> list[ir.Value]:

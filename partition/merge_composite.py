@@ -13,7 +13,7 @@ once. The weights differ per instance and are call inputs, never part of the bod
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import onnx_ir as ir
@@ -21,8 +21,8 @@ import onnx_ir as ir
 from byoc_sdk.patterns import Match, Matcher
 from byoc_sdk.target import CompositePattern, Target
 from partition.decision import COMPOSITE_KEY, MEMBERS_KEY, PATTERN_KEY, CompositeInfo
-from partition.graph_index import ensure_sorted
-from partition.outline import boundary, call_instead, outline
+from partition.graph_index import ensure_sorted, sorted_nodes
+from partition.outline import call_instead, outline
 
 
 def opset_of(model: ir.Model, node: ir.Node) -> int | None:
@@ -57,9 +57,7 @@ class MergeCompositePass(ir.passes.InPlacePass):
         if not by_root:
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
-        ensure_sorted(graph)
-        nodes = list(graph)
-        position = {node: i for i, node in enumerate(nodes)}
+        nodes, position = sorted_nodes(graph)
         claimed: set[ir.Node] = set()
         matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
         found: list[tuple[Target, CompositePattern, Match]] = []
@@ -74,9 +72,13 @@ class MergeCompositePass(ir.passes.InPlacePass):
                     break
         shared: dict[Hashable, ir.Function] = {}
         instances: dict[str, int] = {}
+        # Outlining a match gives its outputs new values (the call's); later matches read
+        # those instead. Their boundary is otherwise what the matcher found: in the same
+        # first-use order, since their own nodes have not changed.
+        renamed: dict[ir.Value, ir.Value] = {}
         for target, composite, match in reversed(found):
-            # Outlining earlier matches renamed the values this one reads: look again.
-            inputs, outputs = boundary(match.nodes)
+            inputs = [renamed.get(value, value) for value in match.inputs]
+            outputs = match.outputs
             key = (target.name, composite.name, _signature(match.nodes, inputs, outputs))
             function = shared.get(key)
             if function is None:
@@ -85,6 +87,7 @@ class MergeCompositePass(ir.passes.InPlacePass):
                 shared[key] = model.functions[(call.domain, call.op_type, "")]
             else:
                 call = call_instead(model, match.nodes, function, inputs, outputs)
+            renamed.update(zip(outputs, call.outputs, strict=True))
             number = instances.get(composite.name, 0)
             instances[composite.name] = number + 1
             call.name = f"{composite.name}_{number}"
@@ -106,27 +109,43 @@ def _signature(
     param = {value: i for i, value in enumerate(inputs)}
     parts = []
     for node in nodes:
-        wiring = tuple(
-            None
-            if v is None
-            else ("in", param[v])
-            if v in param
-            else ("node", place[v.producer()], v.index())
-            for v in node.inputs
-        )
-        attrs = tuple(sorted((k, _hashable(a)) for k, a in node.attributes.items()))
-        parts.append((node.domain, node.op_type, wiring, attrs, len(node.outputs)))
+        wiring = tuple([_wire(value, param, place) for value in node.inputs])
+        parts.append((node.domain, node.op_type, wiring, _attributes(node), len(node.outputs)))
     results = tuple((place[v.producer()], v.index()) for v in outputs)
     types = tuple(
-        (v.dtype, None if v.shape is None else tuple(str(d) for d in v.shape.dims)) for v in inputs
+        (v.dtype, None if v.shape is None else tuple(map(str, v.shape.dims))) for v in inputs
     )
     return tuple(parts), results, types
 
 
+def _wire(
+    value: ir.Value | None, param: Mapping[ir.Value, int], place: Mapping[ir.Node, int]
+) -> Hashable:
+    """Where an input of a member comes from: a parameter, another member, or nowhere."""
+    if value is None:
+        return None
+    index = param.get(value)
+    if index is not None:
+        return ("in", index)
+    return ("node", place[value.producer()], value.index())
+
+
+def _attributes(node: ir.Node) -> tuple[tuple[str, Any], ...]:
+    """A node's attributes as sorted, hashable (name, value) pairs."""
+    attributes = node.attributes
+    if not attributes:
+        return ()  # most members have none: skip building a view of them
+    return tuple(sorted([(name, _hashable(attr)) for name, attr in attributes.items()]))
+
+
+_SUBGRAPHS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+
+
 def _hashable(attr: ir.Attr) -> Any:
-    if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+    kind = attr.type
+    if kind in _SUBGRAPHS:
         return ("graph", id(attr))  # never shared
-    if attr.type == ir.AttributeType.TENSOR:
+    if kind == ir.AttributeType.TENSOR:
         tensor = attr.value
         return ("tensor", tensor.dtype, tuple(tensor.shape.numpy()), tensor.tobytes())
     value = attr.value

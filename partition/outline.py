@@ -8,7 +8,7 @@ place. The model stays valid ONNX throughout, so onnxruntime can run it at every
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import onnx_ir as ir
 
@@ -27,9 +27,19 @@ def boundary(nodes: Sequence[ir.Node]) -> tuple[list[ir.Value], list[ir.Value]]:
             if value is not None and value.producer() not in inside:
                 inputs[value] = None
         for value in node.outputs:
-            if value.is_graph_output() or any(user not in inside for user, _ in value.uses()):
+            if value.is_graph_output() or _read_outside(value, inside):
                 outputs.append(value)
     return list(inputs), outputs
+
+
+def _read_outside(value: ir.Value, inside: Collection[ir.Node]) -> bool:
+    """True if a node not in ``inside`` reads ``value``."""
+    # A plain loop, not any() over a generator: this runs for every output of every
+    # match and region, and the generator costs more than the test.
+    for user, _ in value.uses():  # noqa: SIM110
+        if user not in inside:
+            return True
+    return False
 
 
 def outline(
@@ -73,7 +83,7 @@ def outline(
         else:
             params.append(inner)
             call_inputs.append(value)
-        for user, index in list(value.uses()):
+        for user, index in value.uses():  # a snapshot: safe to change uses while iterating
             if user in inside:
                 user.replace_input_with(index, inner)
     call = _swap_in_call(model.graph, nodes, call_inputs, outputs, domain, name)
@@ -129,7 +139,7 @@ def inline(model: ir.Model, call: ir.Node, names: Sequence[str] = ()) -> list[ir
         for user, index in list(param.uses()):
             user.replace_input_with(index, outer)
     for inner, outer in zip(results, call.outputs, strict=True):
-        _redirect(graph, outer, inner, lambda user: user is not call)
+        _redirect(graph, outer, inner, keep=(call,))
     copy.graph.remove(body)
     for node, name in zip(body, names, strict=False):
         node.name = name
@@ -150,7 +160,7 @@ def _swap_in_call(
     inside = set(nodes)
     call_outputs = [ir.Value(name=v.name, type=v.type, shape=v.shape) for v in outputs]
     for value, outer in zip(outputs, call_outputs, strict=True):
-        _redirect(graph, value, outer, lambda user: user not in inside)
+        _redirect(graph, value, outer, keep=inside)
     call = ir.Node(domain, name, inputs, outputs=call_outputs, name=name)
     graph.insert_after(nodes[-1], call)
     graph.remove(nodes)
@@ -163,12 +173,10 @@ def _drop_unread_initializers(graph: ir.Graph, values: list[ir.Value]) -> None:
             graph.initializers.pop(value.name)
 
 
-def _redirect(
-    graph: ir.Graph, old: ir.Value, new: ir.Value, where: Callable[[ir.Node], bool]
-) -> None:
-    """Point the uses of ``old`` that satisfy ``where``, and graph outputs, at ``new``."""
-    for user, index in list(old.uses()):
-        if where(user):
+def _redirect(graph: ir.Graph, old: ir.Value, new: ir.Value, *, keep: Collection[ir.Node]) -> None:
+    """Point the uses of ``old`` by nodes not in ``keep``, and graph outputs, at ``new``."""
+    for user, index in old.uses():  # a snapshot: safe to change uses while iterating
+        if user not in keep:
             user.replace_input_with(index, new)
     if old.is_graph_output():
         for i, output in enumerate(graph.outputs):

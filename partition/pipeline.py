@@ -134,9 +134,11 @@ def _report(
     region_flops: dict[str, int] = {}
     region_nodes: dict[str, int] = {}
     for node in original:
+        decision = decision_of(node)
         # A composite member carries no decision of its own unless it was expanded back.
-        holder = members.get(node) if decision_of(node) is None else None
-        decision = decision_of(holder or node)
+        holder = members.get(node) if decision is None else None
+        if holder is not None:
+            decision = decision_of(holder)
         flops = flops_of[node]
         records.append(
             NodeRecord(

@@ -13,6 +13,8 @@ merged nor treated as constants.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
@@ -22,20 +24,24 @@ from byoc_sdk.content_hash import SHA256_KEY, content_hash
 class PrepareGraphPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
-        _name_nodes(graph)
-        if any(node.op_type == "Constant" and node.domain in ("", "ai.onnx") for node in graph):
+        nodes = list(graph)
+        _name_nodes(nodes)
+        if any(node.op_type == "Constant" and node.domain in ("", "ai.onnx") for node in nodes):
             LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
-            _name_nodes(graph)
+            _name_nodes(list(graph))
         _deduplicate_constants(graph)
         return ir.passes.PassResult(model, modified=True)
 
 
-def _name_nodes(graph: ir.Graph) -> None:
+def _name_nodes(nodes: Sequence[ir.Node]) -> None:
     """Give unnamed nodes, and every repeat of a name, a fresh ``OpType_n`` name."""
-    taken = {node.name for node in graph if node.name}
+    names = [node.name for node in nodes]
+    taken = set(filter(None, names))
+    if len(taken) == len(names):
+        return  # every node has a name of its own already, as exported models mostly do
     seen: set[str] = set()
     counter = 0
-    for node in graph:
+    for node in nodes:
         if node.name and node.name not in seen:
             seen.add(node.name)
             continue

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import onnx_ir as ir
 
-from byoc_sdk.node_info import NodeInfo, TensorInfo, dtype_name
+from byoc_sdk.node_info import Dim, NodeInfo, TensorInfo, dtype_name
 from byoc_sdk.patterns import Match, OpPattern, any_input, const, op, optional
 from byoc_sdk.target import CheckResult, OpCheck, PatternCheck, Target
 
@@ -70,8 +70,34 @@ def _ints(value: Any, rank: int, default: int) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
-def _rank(tensor: TensorInfo | None) -> int | None:
-    return None if tensor is None else tensor.rank
+# The helpers below read the IR values behind a NodeInfo directly rather than through
+# TensorInfo views: every check runs once per node of every model, and building views of
+# all inputs and outputs cost more than the rest of a check.
+
+
+def _value_rank(value: ir.Value | None) -> int | None:
+    """The rank of a value, ``None`` when the value is absent or its rank unknown."""
+    if value is None:
+        return None
+    shape = value.shape
+    return None if shape is None else len(shape)
+
+
+def _input_rank(node: NodeInfo, index: int) -> int | None:
+    """The rank of input ``index`` (``None`` when omitted, beyond the inputs or unknown)."""
+    inputs = node.node.inputs
+    return _value_rank(inputs[index]) if index < len(inputs) else None
+
+
+def _input_dim(node: NodeInfo, index: int, axis: int) -> Dim:
+    """Dimension ``axis`` of input ``index`` as ``TensorInfo.shape`` gives it (an int, a
+    name or ``None``); ``None`` when the input is missing or has no dimensions."""
+    inputs = node.node.inputs
+    value = inputs[index] if index < len(inputs) else None
+    if value is None or not value.shape:
+        return None
+    dim = value.shape[axis]
+    return dim if isinstance(dim, int) else dim.value
 
 
 def _kernel(node: NodeInfo) -> tuple[int, ...] | None:
@@ -96,7 +122,7 @@ def extra_outputs_used(node: NodeInfo) -> bool:
 
 
 def _spatial_rank_reason(node: NodeInfo, spatial: int, what: str) -> str | None:
-    rank = _rank(node.input(0))
+    rank = _input_rank(node, 0)
     if rank is None or rank == spatial + 2:
         return None
     if rank > 2:
@@ -128,8 +154,8 @@ def max_rank_check(max_rank: int, owner: str) -> OpCheck:
     """No input or output may have more than ``max_rank`` dims."""
 
     def check(node: NodeInfo) -> CheckResult:
-        for tensor in (*node.inputs, *node.outputs):
-            rank = _rank(tensor)
+        for value in (*node.node.inputs, *node.node.outputs):
+            rank = _value_rank(value)
             if rank is not None and rank > max_rank:
                 return f"rank-{rank} tensors exceed {owner}'s rank-{max_rank} limit"
         return True
@@ -161,9 +187,7 @@ def conv2d_check(
             return reason
         if not allow_dilation and any(d != 1 for d in _ints(node.attr("dilations"), 2, 1)):
             return "dilation is not supported"
-        data, weight = node.input(0), node.input(1)
-        in_channels = data.shape[1] if data is not None and data.shape else None
-        out_channels = weight.shape[0] if weight is not None and weight.shape else None
+        in_channels, out_channels = _input_dim(node, 0, 1), _input_dim(node, 1, 0)
         group = int(node.attr("group", 1))
         if group != 1 and groups == "none":
             return "grouped convolution is not supported"
@@ -242,7 +266,7 @@ def matmul_check(*, owner: str = "this target", max_rank: int | None = None) -> 
     rank_limit = max_rank_check(max_rank, owner) if max_rank is not None else None
 
     def check(node: NodeInfo) -> CheckResult:
-        if any((r := _rank(t)) is not None and r < 2 for t in node.inputs):
+        if any((r := _value_rank(v)) is not None and r < 2 for v in node.node.inputs):
             return "MatMul of 1-D vectors is not supported"
         return rank_limit(node) if rank_limit is not None else True
 
