@@ -52,7 +52,8 @@ def example_targets():
 
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
-        sys.path.insert(0, root)
+        # Last, so the source tree never shadows the installed byoc_sdk (and its _native).
+        sys.path.append(root)
     return {
         kind: importlib.import_module(f"examples.targets.{module}")
         for kind, module in (("c_source", "c_elementwise"), ("json", "json_graph"),

@@ -128,8 +128,10 @@ def test_random_dag_matches_onnxruntime(kind, seed, example_targets):
 # --- save, then load in a process that has only the runtime --------------------------
 
 CHILD = """
-import importlib, json, sys
+import importlib, json, os, sys
 from pathlib import Path
+# Last on the path: examples/ becomes importable without shadowing the installed byoc_sdk.
+sys.path.append(os.environ["EXAMPLES_ROOT"])
 import numpy as np
 
 package, work, runtime = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
@@ -168,7 +170,7 @@ def test_saved_package_runs_in_a_fresh_process_without_the_codegen(
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     runtime = RUNTIME_MODULES[kind] or "-"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BYOC_CACHE_DIR": str(build_cache_dir)}
+    env = {**os.environ, "EXAMPLES_ROOT": str(REPO), "BYOC_CACHE_DIR": str(build_cache_dir)}
     done = subprocess.run(
         [sys.executable, str(script), str(package), str(tmp_path), runtime,
          json.dumps(sorted(CODEGEN_MODULES))],
