@@ -22,6 +22,8 @@ def dtype_name(dtype: ir.DataType | None) -> str | None:
     """numpy's name for an ONNX element type ("float32", "int8", "bool"...)."""
     if dtype is None:
         return None
+    if dtype == ir.DataType.STRING:
+        return "string"  # numpy would say "object"
     try:
         return dtype.numpy().name
     except TypeError:  # types numpy has no name for (float4, int2, ...)

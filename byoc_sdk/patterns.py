@@ -22,11 +22,13 @@ Rules a match obeys:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from byoc_sdk.errors import PatternError
@@ -191,7 +193,7 @@ class _Attempt:
     __slots__ = ("bindings", "external", "nodes")
 
     def __init__(self) -> None:
-        self.nodes: dict[ir.Node, None] = {}
+        self.nodes: dict[ir.Node, OpPattern] = {}  # each matched node, and by which element
         self.bindings: dict[str, ir.Value | ir.Node] = {}
         self.external: set[ir.Node] = set()  # inner nodes allowed to export their outputs
 
@@ -241,8 +243,9 @@ class Matcher:
         return Match(pattern, root, nodes, inputs, outputs, attempt.bindings, self.opset_of)
 
     def _match_node(self, pattern: OpPattern, node: ir.Node, attempt: _Attempt) -> bool:
-        if node in attempt.nodes:
-            return True  # reached again through another branch of the pattern
+        seen = attempt.nodes.get(node)
+        if seen is pattern:
+            return True  # the same pattern element, reached again through another branch
         # The op type first: it is what rejects most candidates.
         if (
             node.op_type not in pattern.op_types
@@ -252,8 +255,8 @@ class Matcher:
         ):
             return False
         for key, expected in pattern.attrs.items():
-            attr = node.attributes.get(key)
-            if attr is None or _plain(attr.value) != _plain(expected):
+            value = _attribute(node, key, self.opset_of(node))
+            if value is _MISSING or _plain(value) != _plain(expected):
                 return False
         if pattern.where is not None and not pattern.where(NodeInfo(node, self.opset_of(node))):
             return False
@@ -263,9 +266,12 @@ class Matcher:
             given -= 1
         if given > len(pattern.inputs):
             return False
-        attempt.nodes[node] = None
-        if pattern.allow_external_uses:
-            attempt.external.add(node)
+        if seen is None:
+            attempt.nodes[node] = pattern
+            if pattern.allow_external_uses:
+                attempt.external.add(node)
+        # else: another pattern element matched this node already; it must fit this one
+        # as well, inputs included, or the match would claim a structure that is not there.
         if pattern.name is not None:
             attempt.bindings[pattern.name] = node
         # Only a commutative op backtracks, so only it pays for a copy of the state; a
@@ -332,6 +338,31 @@ class Matcher:
                         return True
                     frontier.append(user)
         return False
+
+
+_MISSING = object()
+
+
+def _attribute(node: ir.Node, name: str, opset: int | None) -> Any:
+    """An attribute's value, or the default its op's schema gives, else ``_MISSING``."""
+    attr = node.attributes.get(name)
+    if attr is not None:
+        return attr.value
+    return _schema_default(node.op_type, node.domain, opset, name)
+
+
+@functools.cache
+def _schema_default(op_type: str, domain: str, opset: int | None, name: str) -> Any:
+    try:
+        schema = onnx.defs.get_schema(
+            op_type, opset if opset is not None else onnx.defs.onnx_opset_version(), domain
+        )
+    except onnx.defs.SchemaError:
+        return _MISSING
+    attribute = schema.attributes.get(name)
+    if attribute is None or attribute.default_value.type == onnx.AttributeProto.UNDEFINED:
+        return _MISSING
+    return onnx.helper.get_attribute_value(attribute.default_value)
 
 
 def _plain(value: Any) -> Any:

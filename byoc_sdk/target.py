@@ -255,7 +255,10 @@ class Target:
     ) -> CompositePattern:
         """Declare a composite. Larger patterns are tried first, then in declaration order."""
         if not _NAME.match(name):
-            raise TargetError(f"pattern name {name!r} must be an identifier", target=self.name)
+            raise TargetError(
+                f"pattern name {name!r} must be lowercase letters, digits and '_', starting "
+                "with a letter", target=self.name,
+            )
         if any(p.name == name for p in self.patterns):
             raise TargetError(f"pattern {name!r} is declared twice", target=self.name)
         if not isinstance(pattern, OpPattern):

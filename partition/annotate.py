@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
+from byoc_sdk.errors import ByocError
 from byoc_sdk.node_info import NodeInfo
 from byoc_sdk.target import Target
 from partition.decision import DECISION_KEY, Decision, composite_of
@@ -44,12 +45,28 @@ class AnnotateTargetPass(ir.passes.InPlacePass):
                 None, f"{node.op_type} holds a subgraph; control flow stays on the host"
             )
         info = NodeInfo(node, opset_of(model, node))
-        declined = []
+        accepted: list[str] = []
+        declined: list[str] = []
         for target in self.targets:
-            reason = target.check(info)
+            reason = _check(target, info)
             if reason is None:
-                return Decision(target.name, f"{target.name} supports {node.op_type}")
-            declined.append(reason)
+                accepted.append(target.name)
+            elif not accepted:
+                declined.append(reason)
+        if accepted:
+            first, *others = accepted
+            return Decision(first, f"{first} supports {node.op_type}", fallbacks=tuple(others))
         if not declined:
             return Decision(None, "no target given")
         return Decision(None, "; ".join(declined))
+
+
+def _check(target: Target, info: NodeInfo) -> str | None:
+    """``target``'s verdict on a node. A check that raises or answers something else than
+    yes or a reason declines the node, saying so: one vendor bug must not stop the
+    partitioning of a whole model, and the report shows it."""
+    try:
+        return target.check(info)
+    except Exception as exc:  # a vendor check can fail in any way
+        text = exc.reason if isinstance(exc, ByocError) else f"{type(exc).__name__}: {exc}"
+        return f"{target.name}'s check of {info.op_type} failed ({text})"

@@ -24,11 +24,18 @@ HOST = "host"
 @dataclass
 class Decision:
     """``target`` is ``None`` for the host. ``reason`` explains the choice; for a host
-    node it lists why each target declined."""
+    node it lists why each target declined.
+
+    ``fallbacks`` are the other targets that accept the node, next in priority order:
+    where the node goes if its target's region policy drops it; ``dropped`` says, for
+    each time that happened, which target and rule dropped it.
+    """
 
     target: str | None
     reason: str
     region: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

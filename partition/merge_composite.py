@@ -2,8 +2,9 @@
 
 Runs first, so that annotation sees a conv+bias+relu as one unit a target claims as a
 whole rather than three ops it might split. Patterns of higher-priority targets match
-first; within a target, larger patterns first. Roots are visited from the graph's end
-backwards, so a chain is taken by the pattern that reaches furthest down it.
+first, over the whole graph, before any of a lower-priority target's; within a target,
+larger patterns first. Roots are visited from the graph's end backwards, so a chain is
+taken by the pattern that reaches furthest down it.
 
 Instances that are structurally identical — same ops, wiring, attributes and input
 types — call one shared function, as TVM deduplicates composite functions: a model of
@@ -49,34 +50,37 @@ class MergeCompositePass(ir.passes.InPlacePass):
         self.targets = targets
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        by_root: dict[str, list[tuple[Target, CompositePattern]]] = {}
-        for target in self.targets:
-            for composite in target.patterns:
-                for op_type in composite.pattern.op_types:
-                    by_root.setdefault(op_type, []).append((target, composite))
-        if not by_root:
+        if not any(target.patterns for target in self.targets):
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
         nodes, position = sorted_nodes(graph)
         claimed: set[ir.Node] = set()
         matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
         found: list[tuple[Target, CompositePattern, Match]] = []
-        for node in reversed(nodes):
-            if node in claimed:
-                continue
-            for target, composite in by_root.get(node.op_type, ()):
-                match = matcher.match(composite.pattern, node)
-                if match is not None and composite.evaluate(match) is None:
-                    claimed.update(match.nodes)
-                    found.append((target, composite, match))
-                    break
+        # Targets in priority order: a higher-priority target's patterns take nodes first,
+        # anywhere in the graph, before a lower one's are tried.
+        for target in self.targets:
+            by_root: dict[str, list[CompositePattern]] = {}
+            for composite in target.patterns:
+                for op_type in composite.pattern.op_types:
+                    by_root.setdefault(op_type, []).append(composite)
+            for node in reversed(nodes):
+                if node in claimed:
+                    continue
+                for composite in by_root.get(node.op_type, ()):
+                    match = matcher.match(composite.pattern, node)
+                    if match is not None and _accepted(composite, match):
+                        claimed.update(match.nodes)
+                        found.append((target, composite, match))
+                        break
+        found.sort(key=lambda item: position[item[2].root])  # outline in graph order
         shared: dict[Hashable, ir.Function] = {}
         instances: dict[str, int] = {}
         # Outlining a match gives its outputs new values (the call's); later matches read
         # those instead. Their boundary is otherwise what the matcher found: in the same
         # first-use order, since their own nodes have not changed.
         renamed: dict[ir.Value, ir.Value] = {}
-        for target, composite, match in reversed(found):
+        for target, composite, match in found:
             inputs = [renamed.get(value, value) for value in match.inputs]
             outputs = match.outputs
             key = (target.name, composite.name, _signature(match.nodes, inputs, outputs))
@@ -99,6 +103,15 @@ class MergeCompositePass(ir.passes.InPlacePass):
         if any(len(m.outputs) > len(m.root.outputs) for _, _, m in found):
             ensure_sorted(graph)  # an exported inner value may have readers before the root
         return ir.passes.PassResult(model, modified=bool(found))
+
+
+def _accepted(composite: CompositePattern, match: Match) -> bool:
+    """The pattern's own check says yes. One that raises declines: a vendor bug in one
+    check must not stop the partitioning (the ops are then annotated one by one)."""
+    try:
+        return composite.evaluate(match) is None
+    except Exception:  # a vendor check can fail in any way
+        return False
 
 
 def _signature(

@@ -150,7 +150,9 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         labels: list[int],
         decisions: list[Decision | None],
     ) -> bool:
-        """Send regions that fail their policy back to the host; True if any did."""
+        """Move the nodes of regions that fail their policy to the next target that
+        accepts them, or to the host; True if any region failed."""
+        number = {t.name: i for i, t in enumerate(self.targets)}
         pruned = False
         for region in regions:
             target = self.targets[labels[region[0]]]
@@ -164,9 +166,17 @@ class MergeRegionsPass(ir.passes.InPlacePass):
                 continue
             pruned = True
             for v in region:
-                labels[v] = HOST
-                decisions[v].target = None
-                decisions[v].reason = f"{target.name} supports it, but {reason}"
+                decision = decisions[v]
+                decision.dropped += (f"{target.name} supports it, but {reason}",)
+                story = "; ".join(decision.dropped)
+                if decision.fallbacks:
+                    following, *rest = decision.fallbacks
+                    labels[v] = number[following]
+                    decision.target, decision.fallbacks = following, tuple(rest)
+                    decision.reason = f"{story}; {following} supports it"
+                else:
+                    labels[v] = HOST
+                    decision.target, decision.reason = None, story
         return pruned
 
 

@@ -151,7 +151,8 @@ def test_regions_below_min_nodes_go_back_to_the_host_with_the_reason(make_target
 
 def test_regions_without_compute_heavy_ops_go_back_to_the_host(make_target):
     model = onnx_text("""
-        g (float[2,4] x) => (float[2,4] y) <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
           [a] t1 = Relu(x)
           [u] t2 = Softmax(t1)
           [m] t3 = MatMul(t2, w)
@@ -228,3 +229,40 @@ def test_grouping_random_dags_never_makes_a_cycle(seed):
     assert all(len({labels[v] for v in r}) == 1 for r in regions)
     assert all(len(r) == 1 for r in regions if per_op[labels[r[0]]])
     assert _contracted_is_acyclic(index, regions)
+
+
+def test_nodes_a_policy_drops_go_to_the_next_target_that_accepts_them(make_target):
+    # high's region {b} holds no compute-heavy op and is dropped; low runs everything.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
+          [a] t = MatMul(x, w)
+          [u] s = Softmax(t)
+          [b] y = Relu(s)
+        }""")
+    high = make_target("high", ["MatMul", "Relu"], priority=5,
+                       policy=RegionPolicy(min_nodes=1, require_compute=True))
+    low = make_target("low", ["Relu"], priority=1, policy=RegionPolicy.keep_all())
+    placed, result = placement(model, [high, low], policy=None)
+    assert placed == {"high_0": ["a"], "host": ["u"], "low_0": ["b"]}
+    reason = {n.name: n.reason for n in result.report.nodes}["b"]
+    assert reason == ("high supports it, but its region holds no compute-heavy op "
+                      "(policy require_compute); low supports it")
+
+
+def test_a_check_that_raises_declines_the_node_and_says_so(make_target):
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y) {
+          [a] y = Relu(x)
+        }""")
+    target = make_target("acc", [])
+    target.support("Relu", check=lambda node: 1 / 0)
+    placed, result = placement(model, [target])
+    assert placed == {"host": ["a"]}
+    assert result.report.nodes[0].reason == (
+        "acc's check of Relu failed (ZeroDivisionError: division by zero)"
+    )
+    garbage = make_target("acc", [])
+    garbage.support("Relu", check=lambda node: 3)
+    _, result = placement(model, [garbage])
+    assert "acc's check of Relu failed" in result.report.nodes[0].reason

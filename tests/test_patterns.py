@@ -190,3 +190,54 @@ def test_malformed_patterns_are_refused():
 def test_patterns_render_in_one_line():
     pattern = op("Relu", op("Conv", any_input(), const("w"), optional(const())))
     assert describe_pattern(pattern) == "Relu(Conv(*, w, const?))"
+
+
+def test_a_node_reached_twice_must_fit_both_pattern_elements(make_target):
+    # Add(Relu(*), Sigmoid(*)) must not match Add(t, t) with t = Relu(x): the second
+    # branch would claim a Sigmoid the graph does not have.
+    text = """
+        g (float[2,4] x) => (float[2,4] y) {
+          [relu] t = Relu(x)
+          [add] y = Add(t, t)
+        }"""
+    target = make_target("acc", [])
+    target.pattern("relu_sig_add", op("Add", op("Relu", any_input()), op("Sigmoid", any_input())))
+    assert composites(text, target) == {}
+    same = make_target("acc", [])
+    relu = op("Relu", any_input())
+    same.pattern("relu_twice_add", op("Add", relu, relu))
+    assert composites(text, same) == {"relu_twice_add_0": ["relu", "add"]}
+
+
+def test_attrs_compare_with_the_schema_default_when_the_node_leaves_one_out(make_target):
+    # CONV leaves `group` unset: ONNX's default is 1.
+    target = make_target("acc", [])
+    target.pattern("conv_relu", op("Relu", op("Conv", any_input(), const(), const(),
+                                             attrs={"group": 1})))
+    assert composites(CONV, target) == {"conv_relu_0": ["conv", "relu"]}
+    other = make_target("acc", [])
+    other.pattern("conv_relu", op("Relu", op("Conv", any_input(), const(), const(),
+                                            attrs={"group": 2})))
+    assert composites(CONV, other) == {}
+
+
+def test_a_higher_priority_target_wins_even_when_a_lower_ones_pattern_roots_further_down(
+    make_target,
+):
+    # Visiting roots from the end, the low target's Gelu-rooted pattern comes first; the
+    # high target's MatMul+Add must still take those two nodes.
+    text = """
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+          [mm] m = MatMul(x, w)
+          [add] a = Add(m, b)
+          [gelu] y = Gelu(a)
+        }"""
+    low = make_target("low", [], priority=1)
+    low.pattern("mm_add_gelu", op("Gelu", op("Add", op("MatMul", any_input(), const()), const())))
+    high = make_target("high", [], priority=5)
+    high.pattern("mm_add", op("Add", op("MatMul", any_input(), const()), const()))
+    model = ir.from_proto(onnx_text(text))
+    MergeCompositePass([high, low])(model)
+    calls = {n.name: n.domain for n in model.graph if composite_of(n) is not None}
+    assert calls == {"mm_add_0": "byoc.high.composite"}
