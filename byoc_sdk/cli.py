@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from byoc_sdk.conformance.commands import cmd_conformance, cmd_new_backend
 from byoc_sdk.errors import ByocError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -428,6 +429,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tgt.add_argument("--ops", metavar="NAME", help="print the support table of target NAME")
     tgt.set_defaults(run=cmd_targets)
+
+    new = commands.add_parser(
+        "new-backend", parents=[common], help="start a vendor backend from the template",
+        description="Render the vendor template into DIR/NAME-byoc: an installable package "
+        "with a target, a codegen, a runtime, tests and CI that pass conformance as generated.",
+    )
+    new.add_argument("name", help="target name (lowercase letters, digits and _)")
+    new.add_argument("--kind", choices=("json", "c_source", "binary"), default="json",
+                     help="what the codegen produces (default: json)")
+    new.add_argument("-o", "--output", default=".", metavar="DIR",
+                     help="folder to create the project in (default: the current one)")
+    new.add_argument("--vendor", default="Example Silicon", help="the target's vendor")
+    new.add_argument("--ops", default="Relu,Add,MatMul", metavar="OP,OP",
+                     help="ops to start with (default: Relu,Add,MatMul)")
+    new.add_argument("--package", help="Python package name (default: NAME_byoc)")
+    new.set_defaults(run=cmd_new_backend)
+
+    cnf = commands.add_parser(
+        "conformance", parents=[common], help="run the conformance suite on a target",
+        description="Run the byoc conformance suite on installed target NAME; exit non-zero "
+        "unless it conforms.",
+    )
+    cnf.add_argument("--target", "-t", required=True, help="installed target to check")
+    cnf.add_argument("--report", metavar="FILE.json", help="write the report as JSON")
+    cnf.add_argument("--junit", metavar="FILE.xml", help="write JUnit XML")
+    cnf.add_argument("-k", dest="keyword", metavar="EXPR", help="only checks matching EXPR")
+    cnf.add_argument("--xfail-file", metavar="FILE",
+                     help="expected failures (default: conformance_xfail.txt beside the target)")
+    cnf.add_argument("-v", "--verbose", action="store_true", help="one line per check")
+    cnf.set_defaults(run=cmd_conformance)
     return parser
 
 

@@ -1,0 +1,86 @@
+"""``byoc conformance``: the conformance suite from the command line, through pytest.
+
+It runs pytest on the suite module with the plugin's options, in a configuration of its
+own (the current folder's pytest settings, conftest files and tests stay out of it), and
+returns pytest's exit code: 0 when the target conforms.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from byoc_sdk.errors import TargetError
+
+EXIT_NO_TESTS = 5
+
+
+def pytest_args(
+    target: str,
+    *,
+    config_dir: Path,
+    report: str | None = None,
+    junit: str | None = None,
+    keyword: str | None = None,
+    xfail_file: str | None = None,
+    verbose: bool = False,
+) -> list[str]:
+    """The pytest command line running the suite on ``target``."""
+    from byoc_sdk.conformance.plugin import SELECTED_SUITE
+
+    args = [str(SELECTED_SUITE), "--byoc-target", target,
+            "-c", str(config_dir / "pytest.ini"), "--rootdir", str(SELECTED_SUITE.parent),
+            "--confcutdir", str(SELECTED_SUITE.parent), "--import-mode=importlib",
+            "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "-rfE",
+            "-v" if verbose else "-q"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "byoc_sdk.conformance.plugin"]
+    if report:
+        args += ["--byoc-report", report]
+    if junit:
+        args += [f"--junitxml={junit}", "-o", "junit_family=xunit2",
+                 "-o", f"junit_suite_name=byoc-conformance-{target}"]
+    if keyword:
+        args += ["-k", keyword]
+    if xfail_file:
+        args += ["--byoc-xfail-file", xfail_file]
+    return args
+
+
+def run_conformance(
+    target: str,
+    *,
+    report: str | None = None,
+    junit: str | None = None,
+    keyword: str | None = None,
+    xfail_file: str | None = None,
+    verbose: bool = False,
+    extra: Sequence[str] = (),
+) -> int:
+    """Run the suite on installed target ``target``; pytest's exit code (0: conformant).
+
+    Raises :class:`~byoc_sdk.errors.TargetError` when no target of that name is
+    installed (a target that is installed but fails to load is a conformance failure).
+    """
+    import pytest
+
+    from byoc_sdk.registry import target_names
+
+    if target not in target_names():
+        known = ", ".join(target_names()) or "none"
+        raise TargetError(f"unknown target; installed targets: {known}", target=target)
+    if xfail_file and not Path(xfail_file).is_file():
+        raise TargetError(f"expected-failures file {xfail_file} does not exist", target=target)
+    with tempfile.TemporaryDirectory(prefix="byoc-conformance-") as work:
+        config_dir = Path(work)
+        (config_dir / "pytest.ini").write_text("[pytest]\n")
+        args = pytest_args(target, config_dir=config_dir, report=report, junit=junit,
+                           keyword=keyword, xfail_file=xfail_file, verbose=verbose)
+        code = int(pytest.main([*args, *extra]))
+    if code == EXIT_NO_TESTS:
+        print("byoc: no conformance test was selected (check -k)")
+        return 1
+    return code

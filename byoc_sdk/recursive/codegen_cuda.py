@@ -1,0 +1,297 @@
+"""CUDA code generation for the ``cuda`` target: one persistent kernel per model.
+
+The host part of the entry is the C driver's (unpacking, the same linearization, the same
+output copies); in between it uploads the batch and launches **one** cooperative kernel that
+runs every stage and every level of the batch, with a grid-wide barrier between ops instead
+of a kernel launch per op or per level (Cortex's persistent kernel). Inside, each op spreads
+its outputs over all threads of the grid; GEMM outputs are dot products reading the weights
+from the L2-resident global memory.
+
+Constants are uploaded on every call: the entry keeps no state between calls, as the module
+ABI asks (see the SDK note in ``docs/recursive.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from byoc_sdk.codegen import CSource
+from byoc_sdk.recursive.codegen_c import (
+    LINEARIZE_C,
+    DriverWriter,
+    LoopNest,
+    PlanWriter,
+    expression,
+)
+from byoc_sdk.recursive.kernel import KernelSpec, gather_name
+from byoc_sdk.recursive.lowering import Copy, Elementwise, Gemm, Plan
+from byoc_sdk.recursive.stages import CellStages
+
+THREADS = 256
+
+DEVICE_MATH = r"""
+__device__ __forceinline__ float byoc_sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float byoc_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ float byoc_relu(float x) { return x > 0.0f ? x : 0.0f; }
+#define BYOC_CUDA_CHECK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
+  snprintf(error, error_size, "CUDA: %s failed: %s", #call, cudaGetErrorString(e_)); \
+  status = BYOC_DEVICE_ERROR; goto cleanup; } } while (0)
+#define BYOC_FOR(t, total) for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; \
+  t < (long long)(total); t += (long long)gridDim.x * blockDim.x)
+"""
+
+
+class CudaPlanWriter(PlanWriter):
+    """A plan as a ``__device__`` function: every op a grid-stride loop, then a grid barrier."""
+
+    def function(self) -> str:
+        text = super().function()
+        return text.replace(f"static void plan_{self.plan.name}(int m, float* const* io, "
+                            "float* restrict scratch, const float* const* W) {",
+                            f"__device__ void plan_{self.plan.name}(cg::grid_group& grid, int m, "
+                            "float* const* io, float* scratch, const float* const* W) {")
+
+    def gemm(self, op: Gemm) -> str:
+        a, b, c = self.pointer(op.a), self.pointer(op.b), self.pointer(op.c)
+        lda, ldb, ldc = self.ld(op.a), self.ld(op.b), self.ld(op.c)
+        rows = op.rows or op.m_
+        return "\n".join([
+            f"  BYOC_FOR(t, (long long)m * {rows} * {op.n}) {{",
+            f"    int r = (int)(t / ({rows} * {op.n})), i = (int)(t / {op.n} % {rows}), "
+            f"j = (int)(t % {op.n});",
+            f"    const float* a = {a} + (size_t)r * {lda} + (size_t)i * {op.k};",
+            f"    const float* b = {b} + (size_t)r * {ldb} + j;",
+            "    float s = 0.0f;",
+            f"    for (int k = 0; k < {op.k}; ++k) s += a[k] * b[(size_t)k * {op.n}];",
+            f"    {c}[(size_t)r * {ldc} + (size_t)i * {op.n} + j] = s;",
+            "  }",
+            "  grid.sync();"])
+
+    def copy(self, op: Copy) -> str:
+        dst, src = self.pointer(op.dst), self.pointer(op.src)
+        return "\n".join([
+            f"  BYOC_FOR(t, (long long)m * {op.outer} * {op.chunk}) {{",
+            f"    int r = (int)(t / ({op.outer} * {op.chunk})), o = (int)(t / {op.chunk} % "
+            f"{op.outer}), j = (int)(t % {op.chunk});",
+            f"    {dst}[(size_t)r * {self.ld(op.dst)} + o * {op.dst_step} + j] = "
+            f"{src}[(size_t)r * {self.ld(op.src)} + o * {op.src_step} + j];",
+            "  }",
+            "  grid.sync();"])
+
+    def elementwise(self, op: Elementwise) -> str:
+        loops = LoopNest(op)
+        total = 1
+        for dim in loops.dims:
+            total *= dim
+        names = {ref: f"p{i}" for i, (ref, _) in enumerate(loops.operands)}
+        lines = [f"  BYOC_FOR(t, (long long)m * {total}) {{",
+                 f"    int r = (int)(t / {total}), e = (int)(t % {total});"]
+        inner = 1
+        index_vars = []
+        for d in reversed(range(len(loops.dims))):
+            lines.append(f"    int i{d} = e / {inner} % {loops.dims[d]};")
+            inner *= loops.dims[d]
+            index_vars.insert(0, f"i{d}")
+        indexes = [" + ".join(f"{v} * {st}" for v, st in zip(index_vars, strides, strict=True)
+                              if st) or "0" for strides in loops.strides]
+        for ref, _shape in loops.operands:
+            lines.append(f"    const float* {names[ref]} = {self.pointer(ref)} + (size_t)r * "
+                         f"{self.ld(ref)};")
+        value = expression(op.expr, lambda leaf: f"{names[leaf[1]]}[{indexes[loops.slot(leaf)]}]")
+        lines.append(f"    ({self.pointer(op.out)})[(size_t)r * {self.ld(op.out)} + "
+                     f"{indexes[0]}] = {value};")
+        lines += ["  }", "  grid.sync();"]
+        return "\n".join(lines)
+
+
+class CudaDriverWriter(DriverWriter):
+    """The host entry (C driver with an upload, a launch and a download in the middle) and the
+    persistent kernel it launches."""
+
+    def kernel(self) -> str:
+        spec = self.spec
+        body = [*self.device_stage(spec.stages.leaf, "0", "lstart[1]", leaf=True),
+                *self.device_stage(spec.stages.internal, "lstart[1]", "n", leaf=False),
+                "  for (int32_t l = 1; l < n_levels; ++l) {",
+                f"    for (int32_t p0 = lstart[l]; p0 < lstart[l + 1]; p0 += {spec.chunk_rows}) {{",
+                f"      int m = min(lstart[l + 1] - p0, {spec.chunk_rows});",
+                *self.device_call(spec.stages.internal.level, self.level_targets()),
+                "    }",
+                "  }"]
+        return "\n".join([
+            "struct ByocCtx {",
+            f"  const float* W[{max(len(spec.constants), 1)}];",
+            *(f"  {ctype} {name};" for ctype, name in self.context_fields()),
+            "};",
+            f"__global__ void __launch_bounds__({THREADS}) byoc_persistent(ByocCtx ctx) {{",
+            "  cg::grid_group grid = cg::this_grid();",
+            *(f"  {ctype} {name} = ctx.{name};" for ctype, name in self.context_fields()),
+            "  const float* const* W = ctx.W;",
+            "  const int32_t A = " + str(spec.arity) + ";",
+            "  (void)A; (void)words; (void)order; (void)lchild;",
+            *body,
+            "}"])
+
+    def context_fields(self) -> list[tuple[str, str]]:
+        """(C type, name) of what the kernel receives besides the weights ``W``."""
+        spec = self.spec
+        fields = [("int32_t", "n"), ("int32_t", "n_levels"), ("const int32_t*", "order"),
+                  ("const int32_t*", "lchild"), ("const int32_t*", "lstart"),
+                  ("const int32_t*", "words")]
+        fields += [("const float*", f"feature_{_ident(f.name)}") for f in spec.dense]
+        fields += [("float*", name) for name, _, _ in spec.float_regions()]
+        return fields
+
+    def level_targets(self) -> list[str]:
+        spec = self.spec
+        return [f"states + (size_t)p0 * {spec.state_width} + {spec.stages.offsets[c.name]}"
+                for c in spec.model.state]
+
+    def device_stage(self, cell: CellStages, begin: str, end: str, leaf: bool) -> list[str]:
+        spec = self.spec
+        s = spec.state_width
+        if not cell.direct and cell.hoist is None:
+            return []
+        lines = [f"  for (int32_t p0 = {begin}; p0 < {end}; p0 += {spec.chunk_rows}) {{",
+                 f"    int m = min({end} - p0, {spec.chunk_rows});"]
+        for component, table in cell.direct.items():
+            width = cell.tables[table].width
+            index = spec.const_index[("leaf", f"table:{table}")]
+            offset = spec.stages.offsets[component]
+            lines += [f"    BYOC_FOR(t, (long long)m * {width}) {{",
+                      f"      int r = (int)(t / {width}), j = (int)(t % {width});",
+                      f"      states[(size_t)(p0 + r) * {s} + {offset} + j] = "
+                      f"W[{index}][(size_t)words[order[p0 + r]] * {width} + j];",
+                      "    }"]
+        if cell.direct:
+            lines.append("    grid.sync();")
+        if cell.hoist is not None:
+            if leaf:
+                targets = [f"states + (size_t)p0 * {s} + {o}" for o in cell.hoist_offsets]
+            else:
+                targets = [f"hoisted + (size_t)p0 * {cell.hoisted_width} + {o}"
+                           for o in cell.hoist_offsets]
+            lines += self.device_call(cell.hoist, targets)
+        lines.append("  }")
+        return lines
+
+    def device_call(self, plan: Plan, targets: Sequence[str]) -> list[str]:
+        io, lines = [], []
+        outputs = iter(targets)
+        for name, buffer in plan.buffers.items():
+            if buffer.kind == "output":
+                io.append(next(outputs))
+            elif buffer.kind == "input":
+                io.append(self.device_gather(plan, name, buffer.ld, lines))
+        if any(b.kind == "input" and n != "hoisted" for n, b in plan.buffers.items()):
+            lines.append("    grid.sync();")
+        lines.append(f"    {{ float* io[] = {{{', '.join(io) or '0'}}};")
+        lines.append(f"      plan_{plan.name}(grid, m, io, scratch, W); }}")
+        return lines
+
+    def device_gather(self, plan: Plan, name: str, ld: int, lines: list[str]) -> str:
+        spec = self.spec
+        if name == "hoisted":
+            return f"hoisted + (size_t)p0 * {ld}"
+        buffer = gather_name(plan, name)
+        kind, _, what = name.partition(":")
+        if kind == "child":
+            names = [c.name for c in spec.model.state]
+            width = spec.model.state[names.index(what)].size
+            offset = spec.stages.offsets[what]
+            lines += [f"    BYOC_FOR(t, (long long)m * A * {width}) {{",
+                      f"      int r = (int)(t / (A * {width})), k = (int)(t / {width} % A), "
+                      f"j = (int)(t % {width});",
+                      "      int32_t c = lchild[(size_t)(p0 + r) * A + k];",
+                      f"      {buffer}[(size_t)r * {ld} + k * {width} + j] = c >= 0 ? "
+                      f"states[(size_t)c * {spec.state_width} + {offset} + j] : 0.0f;",
+                      "    }"]
+        else:
+            if kind == "table":
+                index = spec.const_index[(plan.name.split("_")[0], name)]
+                source = f"W[{index}][(size_t)words[order[p0 + r]] * {ld} + j]"
+            else:
+                source = f"feature_{_ident(what)}[(size_t)order[p0 + r] * {ld} + j]"
+            lines += [f"    BYOC_FOR(t, (long long)m * {ld}) {{",
+                      f"      int r = (int)(t / {ld}), j = (int)(t % {ld});",
+                      f"      {buffer}[(size_t)r * {ld} + j] = {source};",
+                      "    }"]
+        return buffer
+
+    def compute(self) -> list[str]:
+        """Upload, launch the persistent kernel, download the states."""
+        spec = self.spec
+        n_words = 1 if spec.has_words else 0
+        lines = [
+            "  ByocCtx ctx; memset(&ctx, 0, sizeof ctx);",
+            "  void* device[64] = {0}; int n_device = 0;",
+            "  float* d_fw = 0;",
+            "  {",
+            "  ctx.n = n; ctx.n_levels = n_levels;",
+            "  BYOC_CUDA_CHECK(cudaMalloc((void**)&d_fw, sizeof(float) * "
+            f"(size_t){spec.float_work(0)} + sizeof(float) * (size_t)cap * "
+            f"{spec.float_work(1) - spec.float_work(0)}));",
+            "  device[n_device++] = d_fw;",
+            "  { float* fw_d = d_fw;",
+            *(f"    ctx.{name} = fw_d; fw_d += (size_t)cap * {per} + {fixed};"
+              for name, per, fixed in spec.float_regions()),
+            "  }",
+            *self.upload("ctx.order", "order", "int32_t", "n"),
+            *self.upload("ctx.lchild", "lchild", "int32_t", "(size_t)n * A"),
+            *self.upload("ctx.lstart", "lstart", "int32_t", "(size_t)n_levels + 1"),
+        ]
+        if n_words:
+            lines += self.upload("ctx.words", "words", "int32_t", "n")
+        for i, f in enumerate(spec.dense):
+            width = spec.input_specs(1)[3 + n_words + i][1][1]
+            lines += self.upload(f"ctx.feature_{_ident(f.name)}", f"feature_{_ident(f.name)}",
+                                 "float", f"(size_t)n * {width}")
+        for i, const in enumerate(spec.constants):
+            lines += self.upload(f"ctx.W[{i}]", f"W[{i}]", "float", str(const.size))
+        lines += [
+            "  int dev = 0, per_sm = 0; cudaDeviceProp prop;",
+            "  BYOC_CUDA_CHECK(cudaGetDevice(&dev));",
+            "  BYOC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));",
+            "  BYOC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, "
+            f"byoc_persistent, {THREADS}, 0));",
+            "  if (per_sm < 1) per_sm = 1;",
+            "  void* args[] = {&ctx};",
+            "  BYOC_CUDA_CHECK(cudaLaunchCooperativeKernel((void*)byoc_persistent, "
+            f"dim3(prop.multiProcessorCount * per_sm), dim3({THREADS}), args, 0, 0));",
+            "  BYOC_CUDA_CHECK(cudaDeviceSynchronize());",
+            "  BYOC_CUDA_CHECK(cudaMemcpy(states, ctx.states, sizeof(float) * (size_t)n * "
+            f"{spec.state_width}, cudaMemcpyDeviceToHost));",
+            "  }",
+            "cleanup:",
+            "  for (int i = 0; i < n_device; ++i) cudaFree(device[i]);",
+            "  if (status != BYOC_OK) return status;",
+        ]
+        return lines
+
+    @staticmethod
+    def upload(field: str, host: str, ctype: str, count: str) -> list[str]:
+        return [
+            f"  {{ void* d = 0; size_t bytes = sizeof({ctype}) * ({count});",
+            "    BYOC_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1)); device[n_device++] = d;",
+            f"    BYOC_CUDA_CHECK(cudaMemcpy(d, {host}, bytes, cudaMemcpyHostToDevice));",
+            f"    {field} = ({'const ' if ctype else ''}{ctype}*)d; }}",
+        ]
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def generate_cuda(spec: KernelSpec) -> CSource:
+    """The CUDA module of ``spec``: host entry per the byoc ABI plus the persistent kernel."""
+    driver = CudaDriverWriter(spec)
+    plans = [CudaPlanWriter(plan, spec).function() for plan in spec.plans()]
+    text = "\n".join([
+        f"/* Generated by byoc_sdk.recursive for model {spec.model.name} (CUDA). */",
+        "#include <stdint.h>", "#include <stdio.h>", "#include <string.h>",
+        "#include <cuda_runtime.h>", "#include <cooperative_groups.h>",
+        "#include \"byoc/abi.h\"", "namespace cg = cooperative_groups;",
+        DEVICE_MATH, LINEARIZE_C, *plans, driver.kernel(),
+        "extern \"C\" {", driver.source(), "}", ""])
+    return CSource({f"{spec.entry}.cu": text}, spec.entry, language="cuda",
+                   flags=["-rdc=false"])

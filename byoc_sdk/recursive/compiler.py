@@ -1,0 +1,258 @@
+"""Compiling a recursive model for a target, and running it on batches of structures.
+
+``compile_model(model, "cpu")`` stages the cells (``stages.py``), generates the fused kernel
+(``codegen_c.py``; ``codegen_cuda.py`` for ``cuda``), builds it with the SDK toolchain (cached
+by content) and loads it with the native core. The module takes fixed-shape buffers, so the
+runner binds one function per power-of-two node capacity and reuses its buffers; a batch is
+copied into the smallest that fits, and the kernel is told how many nodes are real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from byoc_sdk.errors import ByocError
+from byoc_sdk.recursive.cells import RecursiveModel
+from byoc_sdk.recursive.kernel import KernelSpec, int_layout, make_spec
+from byoc_sdk.recursive.reference import NodeFeatures, RecursiveInputError, RecursiveOutput
+from byoc_sdk.recursive.stages import StageOptions, stage_model
+from byoc_sdk.recursive.structure import Structure, check_arity
+
+TARGETS = ("cpu", "cuda")
+MIN_CAPACITY = 64
+
+
+INVALID_ARGUMENT = 2  # BYOC_INVALID_ARGUMENT in cpp/include/byoc/abi.h
+
+
+class RecursiveCompileError(ByocError):
+    """A recursive model could not be compiled or loaded for a target."""
+
+
+class RecursiveRunError(ByocError):
+    """A compiled kernel failed while running (e.g. no usable CUDA device)."""
+
+
+@dataclass
+class _Bound:
+    """One capacity's bound function and its reused buffers."""
+
+    function: object
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+
+
+class CompiledRecursiveModel:
+    """A model compiled for one target. :meth:`run` takes a batch of structures.
+
+    Calls are serialised (the reused buffers belong to this object); compile the model once
+    per thread for parallel use.
+    """
+
+    def __init__(self, spec: KernelSpec, library: str, target: str, source: str) -> None:
+        from byoc_sdk import _native
+
+        self.spec, self.target, self.source = spec, target, source
+        self.model = spec.model
+        self._library = _native.Library(library)
+        self._bound: dict[int, _Bound] = {}
+        self._lock = threading.RLock()
+        self._names = [c.name for c in self.model.state]
+        self._slices = []
+        at = 0
+        for c in self.model.state:
+            self._slices.append((c.name, at, at + c.size, c.shape))
+            at += c.size
+
+    def run(
+        self,
+        structures: Sequence[Structure],
+        words: Sequence[np.ndarray] | None = None,
+        features: Sequence[NodeFeatures] | None = None,
+        *,
+        all_nodes: bool = False,
+    ) -> RecursiveOutput:
+        """Root states (and, with ``all_nodes``, every node's) of a batch of structures.
+
+        ``words`` (one int array per structure) feed vocabulary features; ``features`` (one
+        dict per structure, name -> ``[nodes, *shape]``) feed dense ones.
+        """
+        if isinstance(structures, Structure):
+            structures = [structures]
+        model = self.model
+        for s in structures:
+            _check_arity_cached(s, model)
+        n = sum(s.num_nodes for s in structures)
+        if not structures:
+            raise RecursiveInputError(f"model {model.name}: a batch needs at least one structure")
+        with self._lock:
+            bound = self._bind(_capacity(n))
+            self._fill(bound, structures, n, words, features, all_nodes)
+            try:
+                bound.function.call_into(bound.inputs, bound.outputs)
+            except RuntimeError as exc:  # the kernel refused the batch or failed, and said why
+                names = ", ".join(s.name for s in structures[:3])
+                error = (RecursiveInputError if getattr(exc, "status", None) == INVALID_ARGUMENT
+                         else RecursiveRunError)
+                raise error(f"model {model.name} ({self.target}), batch of "
+                            f"{names}{'...' if len(structures) > 3 else ''}: {exc}") from exc
+            return self._results(bound, structures, n, all_nodes)
+
+    def _bind(self, cap: int) -> _Bound:
+        bound = self._bound.get(cap)
+        if bound is None:
+            from byoc_sdk import _native
+
+            ins, outs = self.spec.input_specs(cap), self.spec.output_specs(cap)
+            function = _native.Function(self._library, self.spec.entry, ins, outs)
+            first = 3 + self.spec.has_words + len(self.spec.dense)
+            inputs = [np.zeros(shape, dtype) for dtype, shape in ins[:first]]
+            inputs += list(self.spec.constants)
+            outputs = [np.zeros(shape, dtype) for dtype, shape in outs]
+            bound = self._bound[cap] = _Bound(function, inputs, outputs)
+        return bound
+
+    def _fill(self, bound: _Bound, structures: Sequence[Structure], n: int,
+              words: Sequence[np.ndarray] | None, features: Sequence[NodeFeatures] | None,
+              all_nodes: bool) -> None:
+        spec, model = self.spec, self.model
+        sizes, children, tree_sizes = bound.inputs[:3]
+        sizes[0], sizes[1], sizes[2] = n, len(structures), int(all_nodes)
+        np.concatenate([_padded(s, spec.arity) for s in structures], out=children[:n])
+        tree_sizes[: len(structures)] = [s.num_nodes for s in structures]
+        index = 3
+        if spec.has_words:
+            if words is None or len(words) != len(structures):
+                raise RecursiveInputError(f"model {model.name}: give one word-id array per "
+                                          f"structure ({len(structures)} structures)")
+            for s, ids in zip(structures, words, strict=True):
+                if len(ids) != s.num_nodes:
+                    raise RecursiveInputError(f"{s.name}: {len(ids)} word ids for "
+                                              f"{s.num_nodes} nodes")
+            np.concatenate(words, out=bound.inputs[3][:n], casting="unsafe")
+            index += 1
+        elif words is not None:
+            raise RecursiveInputError(f"model {model.name} has no vocabulary; words were given")
+        for f in spec.dense:
+            if features is None or len(features) != len(structures):
+                raise RecursiveInputError(f"model {model.name}: give one feature dict per "
+                                          f"structure with {[g.name for g in spec.dense]}")
+            try:
+                np.concatenate([np.reshape(given[f.name], (s.num_nodes, -1))
+                                for s, given in zip(structures, features, strict=True)],
+                               out=bound.inputs[index][:n])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise RecursiveInputError(f"model {model.name}: feature {f.name!r} must be "
+                                          f"[nodes, {f.shape}] for every structure: "
+                                          f"{exc}") from exc
+            index += 1
+
+    def _results(self, bound: _Bound, structures: Sequence[Structure], n: int,
+                 all_nodes: bool) -> RecursiveOutput:
+        root_counts = [len(s.roots) for s in structures]
+        total = sum(root_counts)
+        roots_flat = bound.outputs[0][:total]
+        roots = {name: roots_flat[:, lo:hi].reshape(total, *shape).copy()
+                 for name, lo, hi, shape in self._slices}
+        owner = np.repeat(np.arange(len(structures)), root_counts)
+        nodes = None
+        if all_nodes:
+            flat = bound.outputs[1]
+            nodes, at = [], 0
+            for s in structures:
+                block = flat[at:at + s.num_nodes]
+                nodes.append({name: block[:, lo:hi].reshape(s.num_nodes, *shape).copy()
+                              for name, lo, hi, shape in self._slices})
+                at += s.num_nodes
+        return RecursiveOutput(roots, owner, nodes)
+
+
+    def numbering(self, structures: Sequence[Structure]) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's own linearization of a batch: (order, level_starts), read back from
+        its work buffers after a run (for checking it against ``linearize.py``)."""
+        n = sum(s.num_nodes for s in structures)
+        words = ([np.zeros(s.num_nodes, np.int32) for s in structures]
+                 if self.spec.has_words else None)
+        features = ([{f.name: np.zeros((s.num_nodes, *f.shape), np.float32)
+                      for f in self.spec.dense} for s in structures] if self.spec.dense else None)
+        with self._lock:
+            self.run(structures, words, features)
+            cap = _capacity(n)
+            work = self._bound[cap].outputs[2]
+            layout = int_layout(cap, self.spec.arity)
+            order = work[layout["order"]:layout["order"] + n].copy()
+            levels = work[layout["level"]:layout["level"] + n]
+            starts = np.concatenate(([0], np.cumsum(np.bincount(levels))))
+        return order, starts
+
+
+def _capacity(n: int) -> int:
+    return max(MIN_CAPACITY, 1 << (n - 1).bit_length())
+
+
+def _padded(structure: Structure, arity: int) -> np.ndarray:
+    """The structure's children as exactly ``arity`` columns (kept on the structure)."""
+
+    def pad() -> np.ndarray:
+        children = structure.children
+        padded = np.full((structure.num_nodes, arity), -1, dtype=np.int32)
+        padded[:, : children.shape[1]] = children[:, :arity]
+        return padded
+
+    return structure.memo(("padded", arity), pad)
+
+
+def _check_arity_cached(structure: Structure, model: RecursiveModel) -> None:
+    """:func:`check_arity`, remembered per structure (a structure does not change)."""
+    structure.memo(("arity", model.arity, model.pad_missing),
+                   lambda: check_arity(structure, model.arity, allow_fewer=model.pad_missing)
+                   or True)
+
+
+def compile_model(
+    model: RecursiveModel,
+    target: str = "cpu",
+    *,
+    chunk_rows: int | None = None,
+    options: StageOptions | None = None,
+    toolchain=None,
+) -> CompiledRecursiveModel:
+    """Compile ``model`` into one fused kernel for ``target`` ("cpu" or "cuda").
+
+    ``chunk_rows`` caps the nodes a stage processes at once (default: sized for the cache);
+    ``options`` switch techniques off, to measure them.
+    """
+    from byoc_sdk.toolchain import CompileJob, Toolchain, ToolchainError
+
+    if target not in TARGETS:
+        raise RecursiveCompileError(f"model {model.name}: unknown target {target!r} "
+                                    f"(recursive models compile for {', '.join(TARGETS)})")
+    stages = stage_model(model, options)
+    entry = "byoc_recursive_" + _digest(model)
+    spec = make_spec(stages, entry, chunk_rows)
+    if target == "cpu":
+        from byoc_sdk.recursive.codegen_c import generate_c
+
+        artifact = generate_c(spec)
+    else:
+        from byoc_sdk.recursive.codegen_cuda import generate_cuda
+
+        artifact = generate_cuda(spec)
+    toolchain = toolchain or Toolchain()
+    try:
+        library = toolchain.compile(CompileJob(f"recursive:{model.name}", target, artifact))
+    except ToolchainError as exc:
+        raise RecursiveCompileError(f"model {model.name}: {exc}", target=target) from exc
+    source = next(iter(artifact.sources.values()))
+    return CompiledRecursiveModel(spec, str(library), target, source)
+
+
+def _digest(model: RecursiveModel) -> str:
+    digest = hashlib.sha256(model.leaf.SerializeToString())
+    digest.update(model.internal.SerializeToString())
+    return digest.hexdigest()[:12]
