@@ -338,51 +338,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # What partition and build share: the model, the targets, the region policy.
+    partitioning = argparse.ArgumentParser(add_help=False)
+    partitioning.add_argument("model", help="ONNX model file")
+    partitioning.add_argument("--target", "-t", action="append", required=True,
+                              help="target to offload to (repeat for several; priority decides)")
+    partitioning.add_argument("--min-region-size", type=_positive, metavar="N",
+                              help="keep regions of at least N nodes, whatever they hold "
+                              "(replaces target policies)")
+    partitioning.add_argument("--keep-all-regions", action="store_true",
+                              help="offload every region a target claims, however small")
+    partitioning.add_argument("-v", "--verbose", action="store_true",
+                              help="print stage timings")
+
     part = commands.add_parser(
-        "partition",
-        parents=[common],
+        "partition", parents=[common, partitioning],
         help="partition an ONNX model between targets and the host",
         description="Fuse patterns, annotate, merge and partition MODEL; write the "
         "partitioned ONNX model and print a report.",
     )
-    part.add_argument("model", help="ONNX model file")
-    part.add_argument(
-        "--target",
-        "-t",
-        action="append",
-        required=True,
-        help="target to offload to (repeat for several; priority decides)",
-    )
-    part.add_argument(
-        "-o",
-        "--output",
-        help="partitioned model path (default: MODEL_STEM.partitioned.onnx in the current folder)",
-    )
+    part.add_argument("-o", "--output", help="partitioned model path "
+                      "(default: MODEL_STEM.partitioned.onnx in the current folder)")
     part.add_argument("--explain", action="store_true", help="say for every node why it went where")
     part.add_argument("--json", action="store_true", help="print the report as JSON")
     part.add_argument("--dot", metavar="FILE", help="write a Graphviz view coloured by target")
-    part.add_argument(
-        "--min-region-size",
-        type=_positive,
-        metavar="N",
-        help="keep regions of at least N nodes, whatever they hold (replaces target policies)",
-    )
-    part.add_argument(
-        "--keep-all-regions",
-        action="store_true",
-        help="offload every region a target claims, however small",
-    )
-    part.add_argument("-v", "--verbose", action="store_true", help="print stage timings")
     part.set_defaults(run=cmd_partition)
 
     bld = commands.add_parser(
-        "build", parents=[common], help="partition a model, compile its regions, write a package",
+        "build", parents=[common, partitioning],
+        help="partition a model, compile its regions, write a package",
         description="Partition MODEL, generate and compile code for every region, and write "
         "a .byoc package. Regions that cannot be built fall back to the host (reported).",
     )
-    bld.add_argument("model", help="ONNX model file")
-    bld.add_argument("--target", "-t", action="append", required=True,
-                     help="target to build for (repeat for several; priority decides)")
     bld.add_argument("-o", "--output", help="package path (default: MODEL_STEM.byoc)")
     bld.add_argument("--input-shape", action="append", type=_shape_option, metavar="NAME=AxBxC",
                      help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)")
@@ -390,12 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fail instead of falling back to the host when a region cannot build")
     bld.add_argument("--tuning", metavar="FILE.json",
                      help="tuned codegen parameters per region: {region: {option: value}}")
-    bld.add_argument("--min-region-size", type=_positive, metavar="N",
-                     help="keep regions of at least N nodes, whatever they hold "
-                     "(replaces target policies)")
-    bld.add_argument("--keep-all-regions", action="store_true",
-                     help="offload every region a target claims, however small")
-    bld.add_argument("-v", "--verbose", action="store_true", help="print stage timings")
     bld.set_defaults(run=cmd_build)
 
     run = commands.add_parser(
