@@ -180,14 +180,14 @@ def _dtype_order(name: str) -> tuple[int, str]:
 
 
 def _opset_for(rule: OpSupport, since: int) -> int | None:
-    """The opset to build a sample at: the catalogue's, moved into the rule's range."""
+    """The opset to build a sample at: the catalogue's, moved into the rule's range and
+    kept within what onnxruntime runs (``None`` when nothing fits)."""
     from byoc_sdk.versions import runtime_limits
 
     first, last = rule.opsets
+    newest = runtime_limits().max_opset
     low = max(since, first or 1)
-    high = min(last if last is not None else OPSET, runtime_limits().max_opset)
-    if last is None and first is not None and first > OPSET:
-        high = min(first, runtime_limits().max_opset)
+    high = min(last if last is not None else newest, newest)
     if low > high:
         return None
     return min(max(OPSET, low), high)
@@ -232,8 +232,6 @@ def _draw_floats(rng: np.random.Generator, spec: Input, shape: Shape) -> np.ndar
             return rng.uniform(0.5, 2.0, shape) * np.where(rng.random(shape) < 0.5, -1, 1)
         case "exponent":
             return rng.uniform(-2.0, 2.0, shape)
-        case "unit":
-            return rng.uniform(-0.9, 0.9, shape)
         case _:
             return rng.standard_normal(shape)
 

@@ -22,8 +22,8 @@ Shape = tuple[int, ...]
 
 #: How input values are drawn: "normal" (standard normal; small integers), "positive"
 #: (away from zero, above it), "nonzero" (away from zero, either sign), "exponent"
-#: (for Pow: small, non-negative for integers), "unit" (within (-1, 1)).
-Values = Literal["normal", "positive", "nonzero", "exponent", "unit"]
+#: (for Pow: small, non-negative for integers).
+Values = Literal["normal", "positive", "nonzero", "exponent"]
 
 #: Where an input comes from: "data" is a graph input; "weight" an initializer that a
 #: variant may turn into a graph input (a run-time weight); "param" an initializer that is
@@ -274,8 +274,6 @@ GENERIC: dict[str, Callable[[Shape, int], list[Sample]]] = {
 #: The data shapes generic ops are sampled on when they stand alone.
 GENERIC_SHAPES: tuple[Shape, ...] = ((2, 3), (1, 3, 4, 4), (7,))
 
-#: Ops whose data is boolean whatever the case asks (their schemas allow nothing else).
-BOOLEAN_OPS = frozenset({"Not", "And", "Or", "Xor"})
 
 
 # --- fixed samples ------------------------------------------------------------------
@@ -435,8 +433,3 @@ def samples_for(op_type: str, domain: str = "") -> list[Sample]:
     if make is None:
         return []
     return [sample for shape in GENERIC_SHAPES for sample in make(shape, 0)]
-
-
-def known_ops() -> set[str]:
-    """Op types the catalogue has samples for."""
-    return set(FIXED) | set(GENERIC)

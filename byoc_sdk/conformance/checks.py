@@ -31,22 +31,27 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 MODEL_TOLERANCE = 10.0
 
 
-class Failed(AssertionError):
-    """The target does not conform; the message says where and by how much."""
-
-
-class Skipped(Exception):
-    """The check cannot judge this case (the message says why)."""
-
-
 @dataclass
 class Outcome:
-    """What a passing check measured."""
+    """What a check measured (a failing one too: the report shows its maximum error)."""
 
     max_error: float | None = None
     offloaded: int | None = None
     nodes: int | None = None
     detail: str = ""
+
+
+class Failed(AssertionError):
+    """The target does not conform; the message says where and by how much, and
+    ``measured`` holds the numbers the report lists."""
+
+    def __init__(self, message: str, measured: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.measured = measured or Outcome()
+
+
+class Skipped(Exception):
+    """The check cannot judge this case (the message says why)."""
 
 
 def tolerance(dtype: str, scale: float = 1.0) -> tuple[float, float]:
@@ -92,8 +97,19 @@ def compare(
             bad = int((~close).sum())
             raise Failed(f"output {name} differs from onnxruntime: max abs error {error:.3g} "
                          f"(rtol {rtol:g}, atol {atol:g}); {bad} of {close.size} elements "
-                         "out of tolerance")
+                         "out of tolerance", Outcome(max(worst, error)))
     return worst
+
+
+def compare_placed(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
+                   scale: float, offloaded: int, nodes: int) -> Outcome:
+    """:func:`compare`, with what was offloaded kept in the outcome — pass or fail."""
+    try:
+        error = compare(actual, expected, scale)
+    except Failed as exc:
+        exc.measured = Outcome(exc.measured.max_error, offloaded, nodes)
+        raise
+    return Outcome(error, offloaded, nodes)
 
 
 def reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -154,8 +170,7 @@ def claimed_case(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], target
         if fused != {pattern}:
             raise Failed("the pattern check accepts it, yet it was fused as "
                          f"{sorted(map(str, fused))}")
-    error = compare(run_model(compiled, feeds), expected, scale)
-    return Outcome(error, offloaded, total)
+    return compare_placed(run_model(compiled, feeds), expected, scale, offloaded, total)
 
 
 def _pattern_of(composite: str | None) -> str | None:
@@ -193,8 +208,9 @@ def declined_pattern(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], ta
         raise Failed(f"the pattern check declines it ({reason}), yet {', '.join(fused)} "
                      f"were fused as {pattern}")
     offloaded, total, _ = placement(compiled, target.name)
-    error = compare(run_model(compiled, feeds), expected, scale)
-    return Outcome(error, offloaded, total, reason)
+    outcome = compare_placed(run_model(compiled, feeds), expected, scale, offloaded, total)
+    outcome.detail = reason
+    return outcome
 
 
 def onnx_copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -232,10 +248,6 @@ def differing(first: Mapping[str, str], second: Mapping[str, str]) -> list[str]:
     """Regions whose artifacts differ (or exist in one build only)."""
     return sorted(name for name in set(first) | set(second)
                   if first.get(name) != second.get(name))
-
-
-def describe_feeds(feeds: Mapping[str, np.ndarray]) -> str:
-    return ", ".join(f"{k}: {v.dtype}{tuple(v.shape)}" for k, v in feeds.items())
 
 
 def outputs_equal(first: Sequence[Mapping[str, np.ndarray]],

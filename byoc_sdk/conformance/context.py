@@ -27,9 +27,8 @@ from byoc_sdk.conformance import backend_tests, cases, checks
 from byoc_sdk.conformance.expectations import Expectation, read_expectations
 from byoc_sdk.errors import ByocError
 from byoc_sdk.target import Target
+from partition.policy import RegionPolicy
 
-#: The bundled model set: name -> builder (model_zoo functions, small arguments).
-MODEL_SET: dict[str, Callable[[], onnx.ModelProto]] = {}
 #: Package tests cover at most this many of the model set (those with most regions).
 MAX_PACKAGED_MODELS = 2
 #: Ops tried, in order, for the "op the target does not declare at all" robustness case.
@@ -38,7 +37,9 @@ UNDECLARED_CANDIDATES = ("Softmax", "Sin", "Conv", "Relu", "Add", "Cos")
 FRESH_TIMEOUT = 300
 
 
-def _model_set() -> dict[str, Callable[[], onnx.ModelProto]]:
+def model_set() -> dict[str, Callable[[], onnx.ModelProto]]:
+    """The bundled models every target is run on: name -> builder (small sizes, so that
+    a run stays quick; the structures are the model zoo's)."""
     from byoc_sdk import model_zoo
 
     return {
@@ -138,9 +139,7 @@ class TargetContext:
 
     @functools.cached_property
     def models(self) -> dict[str, onnx.ModelProto]:
-        if not MODEL_SET:
-            MODEL_SET.update(_model_set())
-        return {name: make() for name, make in MODEL_SET.items()}
+        return {name: make() for name, make in model_set().items()}
 
     @functools.cached_property
     def regions_per_model(self) -> dict[str, int]:
@@ -152,7 +151,7 @@ class TargetContext:
             try:
                 result = partition_model(checks.onnx_copy(model), [self.target])
                 counts[name] = len(result.report.regions)
-            except ByocError:
+            except Exception:  # a vendor check can fail in any way: the model test shows it
                 counts[name] = 0
         return counts
 
@@ -235,6 +234,8 @@ class TargetContext:
         """What the package and robustness tests build, save and reload: the models the
         target gets most regions in, one claimed op case and one claimed pattern case."""
         chosen: dict[str, ModelBuild] = {}
+        if not self.has_codegen:
+            return chosen
         ranked = sorted((n for n, r in self.regions_per_model.items() if r),
                         key=lambda n: -self.regions_per_model[n])
         for name in ranked[:MAX_PACKAGED_MODELS]:
@@ -259,7 +260,7 @@ class TargetContext:
     def compiled(self, build: ModelBuild):
         """``build`` compiled (strictly: a claimed region that fails to build is an error)."""
         if build.compiled is None and build.error is None:
-            policy = _keep_all() if build.keep_all else None
+            policy = RegionPolicy.keep_all() if build.keep_all else None
             try:
                 build.compiled = checks.build_strict(build.model, self.target, policy)
             except checks.Failed as exc:
@@ -273,7 +274,9 @@ class TargetContext:
     def fresh(self) -> dict[str, Any]:
         """Save every package of the package set, then load and run them — and rebuild
         their models — in a fresh Python process (see :mod:`byoc_sdk.conformance.fresh`)."""
-        work = Path(tempfile.mkdtemp(prefix="byoc-conformance-"))
+        # Removed when the process exits (the context, and so the folder, lives until then).
+        self._work = tempfile.TemporaryDirectory(prefix="byoc-conformance-")
+        work = Path(self._work.name)
         job: dict[str, Any] = {"target": self.name, "packages": [], "rebuild": [],
                                "watch": self.watched_modules(), "result": str(work / "result.json")}
         for name, build in self.package_set.items():
@@ -294,9 +297,12 @@ class TargetContext:
         job_file.write_text(json.dumps(job))
         # Another hash seed: artifacts that depend on set or dict-of-hash order show up.
         env = {**os.environ, "PYTHONHASHSEED": "12345"}
-        done = subprocess.run([sys.executable, "-m", "byoc_sdk.conformance.fresh",
-                               str(job_file)], capture_output=True, text=True, env=env,
-                              timeout=FRESH_TIMEOUT, check=False)
+        try:
+            done = subprocess.run([sys.executable, "-m", "byoc_sdk.conformance.fresh",
+                                   str(job_file)], capture_output=True, text=True, env=env,
+                                  timeout=FRESH_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            return {"error": f"the fresh process took more than {FRESH_TIMEOUT} s"}
         result_file = Path(job["result"])
         if done.returncode != 0 or not result_file.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
@@ -314,12 +320,6 @@ class TargetContext:
         if module and module not in names and not module.startswith("byoc_sdk"):
             names.append(module)
         return names
-
-
-def _keep_all():
-    from partition.policy import RegionPolicy
-
-    return RegionPolicy.keep_all()
 
 
 def _nothing(category: str, why: str) -> Param:

@@ -32,8 +32,10 @@ def check(which: str, context: TargetContext) -> Outcome:
     target = _loaded(context)
     problems = {"metadata": _metadata, "declarations": _declarations,
                 "codegen": _codegen}[which](target)
+    if len(problems) == 1:
+        raise Failed(problems[0])
     if problems:
-        raise Failed(f"{len(problems)} problem(s): " + "; ".join(problems))
+        raise Failed(f"{len(problems)} problems: " + "; ".join(problems))
     return Outcome(detail=_summary(which, target))
 
 
@@ -134,9 +136,8 @@ def _const_input_problems(op_type: str, rule, opset: int) -> list[str]:
 def _codegen(target: Target) -> list[str]:
     if target.codegen is None:
         return [f"target {target.name} has no codegen (Target.codegen is None): it can "
-                "partition but not build, so op, pattern, backend, model, package and "
-                "robustness checks are skipped — a target without a codegen cannot pass "
-                "conformance"]
+                "partition but not build, so every check that builds is skipped; a target "
+                "without a codegen cannot pass conformance"]
     if not callable(target.codegen):
         return [f"codegen {target.codegen!r} is not callable"]
     return []

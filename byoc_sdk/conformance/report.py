@@ -97,7 +97,8 @@ class Row:
         if result.max_error is not None:
             self.max_error = max(self.max_error or 0.0, result.max_error)
         if result.outcome in ("failed", "error"):
-            self.failures.append({"id": result.id, "message": result.message})
+            self.failures.append({"id": result.id, "message": result.message,
+                                  "max_error": result.max_error})
 
     def to_dict(self) -> dict[str, Any]:
         return {**{o: self.counts.get(o, 0) for o in OUTCOMES}, "max_error": self.max_error,

@@ -15,6 +15,9 @@ from pathlib import Path
 from byoc_sdk.errors import TargetError
 
 EXIT_NO_TESTS = 5
+#: pytest's exit codes -> byoc's: 0 conformant, 1 not (or nothing selected), 2 the suite
+#: could not run (a usage error, or an error while collecting it).
+_EXIT_CODES = {0: 0, 1: 1, 2: 2, 3: 1, 4: 2, EXIT_NO_TESTS: 1}
 
 
 def pytest_args(
@@ -34,7 +37,7 @@ def pytest_args(
             "-c", str(config_dir / "pytest.ini"), "--rootdir", str(SELECTED_SUITE.parent),
             "--confcutdir", str(SELECTED_SUITE.parent), "--import-mode=importlib",
             "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", "-rfE",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "-rN",
             "-v" if verbose else "-q"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "byoc_sdk.conformance.plugin"]
@@ -60,7 +63,8 @@ def run_conformance(
     verbose: bool = False,
     extra: Sequence[str] = (),
 ) -> int:
-    """Run the suite on installed target ``target``; pytest's exit code (0: conformant).
+    """Run the suite on installed target ``target``; 0 when it conforms, 1 when it does not,
+    2 for a usage error (such as a malformed expected-failures file).
 
     Raises :class:`~byoc_sdk.errors.TargetError` when no target of that name is
     installed (a target that is installed but fails to load is a conformance failure).
@@ -72,8 +76,8 @@ def run_conformance(
     if target not in target_names():
         known = ", ".join(target_names()) or "none"
         raise TargetError(f"unknown target; installed targets: {known}", target=target)
-    if xfail_file and not Path(xfail_file).is_file():
-        raise TargetError(f"expected-failures file {xfail_file} does not exist", target=target)
+    if xfail_file:
+        _check_expectations(Path(xfail_file), target)
     with tempfile.TemporaryDirectory(prefix="byoc-conformance-") as work:
         config_dir = Path(work)
         (config_dir / "pytest.ini").write_text("[pytest]\n")
@@ -82,5 +86,16 @@ def run_conformance(
         code = int(pytest.main([*args, *extra]))
     if code == EXIT_NO_TESTS:
         print("byoc: no conformance test was selected (check -k)")
-        return 1
-    return code
+    return _EXIT_CODES.get(code, 1)
+
+
+def _check_expectations(path: Path, target: str) -> None:
+    """Refuse a missing or malformed expected-failures file before anything runs."""
+    from byoc_sdk.conformance.expectations import ExpectationError, read_expectations
+
+    if not path.is_file():
+        raise TargetError(f"expected-failures file {path} does not exist", target=target)
+    try:
+        read_expectations(path)
+    except ExpectationError as exc:
+        raise TargetError(str(exc), target=target) from exc

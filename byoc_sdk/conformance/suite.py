@@ -14,21 +14,14 @@ for the target they are given (:mod:`byoc_sdk.conformance.selected`).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
 import pytest
 
-from byoc_sdk.conformance import checks
+from byoc_sdk.conformance import checks, robustness, whole_models
 from byoc_sdk.conformance.context import Param, TargetContext, context_for
 from byoc_sdk.conformance.expectations import ExpectationError, expectation_for
-
-#: Threads and rounds of the concurrent-runs check.
-THREADS = 4
-ROUNDS = 3
 
 
 class ConformanceSuite:
@@ -128,7 +121,7 @@ class ConformanceSuite:
                    request: pytest.FixtureRequest) -> None:
         """A bundled model, partitioned by the target's policy, built, run and compared."""
         _need_codegen(context)
-        _judge(request, lambda: _model(context, case.payload))
+        _judge(request, lambda: whole_models.check_model(context, case.payload))
 
     def test_package(self, case: Param, context: TargetContext,
                      request: pytest.FixtureRequest) -> None:
@@ -136,9 +129,9 @@ class ConformanceSuite:
         _need_codegen(context)
         _need_entry_point(context)
         if case.payload == "runtime-only":
-            _judge(request, lambda: _runtime_only(context))
+            _judge(request, lambda: whole_models.check_runtime_only(context))
         else:
-            _judge(request, lambda: _fresh_package(context, case.payload))
+            _judge(request, lambda: whole_models.check_package(context, case.payload))
 
     def test_robustness(self, case: Param, context: TargetContext,
                         request: pytest.FixtureRequest) -> None:
@@ -146,11 +139,11 @@ class ConformanceSuite:
         _need_codegen(context)
         if case.payload == "determinism":
             _need_entry_point(context)
-            _judge(request, lambda: _determinism(context))
+            _judge(request, lambda: robustness.check_determinism(context))
         elif case.payload == "concurrent-runs":
-            _judge(request, lambda: _concurrent_runs(context))
+            _judge(request, lambda: robustness.check_concurrent_runs(context))
         else:
-            _judge(request, lambda: _declined_input(context, case.payload))
+            _judge(request, lambda: robustness.codegen_on_declined(context.target, case.payload))
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -181,14 +174,23 @@ def _need_entry_point(context: TargetContext) -> None:
 
 def _judge(request: pytest.FixtureRequest, check: Callable[[], checks.Outcome | None]) -> None:
     """Run a check; record what it measured; turn its verdict into pytest's."""
+    verdict: checks.Failed | checks.Skipped | None = None
     try:
         outcome = check()
-    except checks.Skipped as exc:
-        pytest.skip(str(exc))
-    except checks.Failed as exc:
-        pytest.fail(str(exc), pytrace=False)
-    if outcome is None:
-        return
+    except (checks.Failed, checks.Skipped) as exc:
+        verdict, outcome = exc, None
+    # Outside the except block, so that pytest shows the verdict alone, not a chain.
+    if isinstance(verdict, checks.Skipped):
+        pytest.skip(str(verdict))
+    if isinstance(verdict, checks.Failed):
+        _record(request, verdict.measured)
+        pytest.fail(str(verdict), pytrace=False)
+    if outcome is not None:
+        _record(request, outcome)
+
+
+def _record(request: pytest.FixtureRequest, outcome: checks.Outcome) -> None:
+    """File what a check measured in the test's properties (the report reads them)."""
     props = request.node.user_properties
     if outcome.max_error is not None:
         props.append(("byoc.max_error", outcome.max_error))
@@ -196,118 +198,3 @@ def _judge(request: pytest.FixtureRequest, check: Callable[[], checks.Outcome | 
         props += [("byoc.offloaded", outcome.offloaded), ("byoc.nodes", outcome.nodes)]
     if outcome.detail:
         props.append(("byoc.detail", outcome.detail))
-
-
-def _model(context: TargetContext, name: str) -> checks.Outcome:
-    build = context.model_build(name)
-    expected = checks.reference(build.model, build.feeds)
-    try:
-        compiled = context.compiled(build)
-    except checks.Skipped as exc:  # its own build failed: here that is the failure
-        raise checks.Failed(str(build.error)) from exc
-    offloaded, total, _ = checks.placement(compiled, context.name)
-    error = checks.compare(checks.run_model(compiled, build.feeds), expected, build.scale)
-    regions = sum(1 for r in compiled.package.regions if r.status == "compiled")
-    return checks.Outcome(error, offloaded, total,
-                          f"{regions} region{'s' if regions != 1 else ''} compiled")
-
-
-def _fresh_package(context: TargetContext, name: str) -> checks.Outcome:
-    build = context.package_set[name]
-    compiled = context.compiled(build)
-    fresh = context.fresh
-    if "error" in fresh:
-        raise checks.Failed(fresh["error"])
-    run = fresh["runs"].get(name)
-    if run is None:
-        raise checks.Failed(f"the fresh process did not run package {name}")
-    if not run["ok"]:
-        raise checks.Failed(f"loading and running the package in a fresh process failed: "
-                            f"{run['error']}")
-    here = checks.run_model(compiled, build.feeds)
-    with np.load(fresh["jobs"][name]["outputs"]) as data:
-        there = {key: data[key] for key in data.files}
-    if set(here) != set(there) or not checks.outputs_equal([here], [there]):
-        raise checks.Failed("the package gives other results in a fresh process than the "
-                            "model it was saved from")
-    offloaded, total, _ = checks.placement(compiled, context.name)
-    return checks.Outcome(None, offloaded, total, "saved, loaded and run in a fresh process")
-
-
-def _runtime_only(context: TargetContext) -> checks.Outcome:
-    fresh = context.fresh
-    if "error" in fresh:
-        raise checks.Failed(fresh["error"])
-    if not fresh["runs"]:
-        raise checks.Skipped("no package was built")
-    if fresh["imported"]:
-        raise checks.Failed(
-            f"loading and running packages imported {', '.join(fresh['imported'])}: a package "
-            "must run with the runtime alone (keep the runtime in a module that imports neither "
-            "the target nor the codegen, and the package's __init__ free of such imports)")
-    return checks.Outcome(detail="packages ran without importing the target or its codegen")
-
-
-def _determinism(context: TargetContext) -> checks.Outcome:
-    fresh = context.fresh
-    if "error" in fresh:
-        raise checks.Failed(fresh["error"])
-    problems = []
-    for name, build in context.package_set.items():
-        first = checks.artifact_digests(context.compiled(build))
-        policy = checks.RegionPolicy.keep_all() if build.keep_all else None
-        again = checks.artifact_digests(checks.build_strict(build.model, context.target, policy))
-        elsewhere = fresh["digests"].get(name, {})
-        if "error" in elsewhere:
-            problems.append(f"{name}: rebuilding in a fresh process failed: {elsewhere['error']}")
-            continue
-        for label, other in (("a second build", again), ("a fresh process", elsewhere)):
-            changed = checks.differing(first, other)
-            if changed:
-                problems.append(f"{name}: {label} gave other artifacts for {', '.join(changed)}")
-    if problems:
-        raise checks.Failed("codegen is not deterministic: " + "; ".join(problems))
-    return checks.Outcome(detail=f"{len(context.package_set)} models built three times, "
-                                 "identical artifacts")
-
-
-def _concurrent_runs(context: TargetContext) -> checks.Outcome:
-    runs = 0
-    for name, build in context.package_set.items():
-        compiled = context.compiled(build)
-        feeds = [_reseeded(build.feeds, seed) for seed in range(1, THREADS + 1)]
-        expected = [checks.run_model(compiled, f) for f in feeds]
-        barrier = threading.Barrier(THREADS)
-
-        def work(index: int, compiled: Any = compiled, feeds: list = feeds,
-                 barrier: threading.Barrier = barrier) -> list[dict[str, np.ndarray]]:
-            barrier.wait()
-            return [checks.run_model(compiled, feeds[index]) for _ in range(ROUNDS)]
-
-        with ThreadPoolExecutor(THREADS) as pool:
-            results = list(pool.map(work, range(THREADS)))
-        for index, outputs in enumerate(results):
-            if not checks.outputs_equal([expected[index]] * ROUNDS, outputs):
-                raise checks.Failed(f"{name}: runs from {THREADS} threads at once give other "
-                                    "results than the same runs one at a time")
-            runs += ROUNDS
-    return checks.Outcome(detail=f"{runs} concurrent runs agreed with sequential ones")
-
-
-def _reseeded(feeds: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """Feeds of the same types and shapes with other values (same value ranges' signs)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, value in feeds.items():
-        if value.dtype.kind == "f":
-            noise = rng.uniform(0.9, 1.1, value.shape).astype(value.dtype)
-            out[name] = (value * noise).astype(value.dtype)
-        else:
-            out[name] = value
-    return out
-
-
-def _declined_input(context: TargetContext, case: Any) -> checks.Outcome:
-    from byoc_sdk.conformance.robustness import codegen_on_declined
-
-    return codegen_on_declined(context.target, case)

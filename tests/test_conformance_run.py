@@ -1,0 +1,138 @@
+"""``byoc conformance`` end to end on targets that must fail it: a target with wrong
+numerics in one op, and a target without a codegen.
+
+Both are made available to a subprocess the way an installed package is — a
+``*.dist-info`` folder with entry points on ``PYTHONPATH`` — without touching the
+environment the tests run in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from byoc_sdk.conformance.template import render_template
+
+BYOC = [sys.executable, "-m", "byoc_sdk.cli"]
+
+
+def _make_visible(folder: Path, name: str, entry_points: dict[str, dict[str, str]]) -> None:
+    """Make packages in ``folder`` look installed: a dist-info with their entry points."""
+    info = folder / f"{name}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {value}" for key, value in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+def _conformance(folder: Path, target: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([*BYOC, "conformance", "--target", target, *args], cwd=folder,
+                          env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The json template as generated, but its Add kernel adds 0.01 too much."""
+    folder = tmp_path_factory.mktemp("broken")
+    project = render_template("brokenacc", kind="json", output_dir=folder)
+    kernels = project / "brokenacc_byoc" / "kernels.py"
+    text = kernels.read_text()
+    assert '"Add": (2, np.add),' in text
+    kernels.write_text(text.replace('"Add": (2, np.add),',
+                                    '"Add": (2, lambda a, b: a + b + np.float32(0.01)),'))
+    _make_visible(project, "brokenacc_byoc", {
+        "byoc.targets": {"brokenacc": "brokenacc_byoc.target:target"},
+        "byoc.runtimes": {"brokenacc": "brokenacc_byoc.runtime:DeviceRuntime"},
+    })
+    return project
+
+
+def test_wrong_numerics_in_one_op_fail_conformance_naming_it(broken: Path) -> None:
+    report = broken / "report.json"
+    done = _conformance(broken, "brokenacc", "--report", str(report))
+    assert done.returncode == 1, done.stdout[-4000:]
+    assert "NOT CONFORMANT" in done.stdout
+    data = json.loads(report.read_text())
+    assert data["conformant"] is False
+    add = data["ops"]["Add"]
+    assert add["failed"] >= 1
+    failure = add["failures"][0]
+    assert failure["id"].startswith(("op[Add-", "backend[test_add"))
+    assert "max abs error 0.01" in failure["message"]
+    assert "differs from" in failure["message"]
+    # The other ops, and the fused pattern (a kernel of its own), are fine.
+    assert data["ops"]["Relu"]["failed"] == 0 and data["ops"]["MatMul"]["failed"] == 0
+    fused = [t for t in data["tests"] if t["id"].startswith("pattern[")]
+    assert fused and {t["outcome"] for t in fused} == {"passed"}
+    # The summary printed at the end names the op and the error as well.
+    assert f"{failure['id']}: " in done.stdout and "max abs error 0.01" in done.stdout
+
+
+def test_conformance_options_select_and_write_junit(broken: Path) -> None:
+    junit = broken / "only-relu.xml"
+    done = _conformance(broken, "brokenacc", "-k", "op and Relu", "--junit", str(junit))
+    assert done.returncode == 0, done.stdout[-4000:]
+    xml = junit.read_text()
+    assert 'name="test_op[Relu-2x3-f32]"' in xml and "test_op[Add" not in xml
+    assert '<property name="byoc.category" value="op"' in xml
+
+
+def test_expected_failures_file_turns_failures_into_xfail(broken: Path) -> None:
+    xfail = broken / "xfail.txt"
+    xfail.write_text("# known\nop[Add-*]: the adder is off by 0.01 until firmware 2\n"
+                     "backend[test_add]: same adder\nmodel[*]: models use the adder\n"
+                     "robustness[concurrent-runs]: same adder\n"
+                     "op[Conv-*]: never matches anything\n")
+    report = broken / "xfail-report.json"
+    done = _conformance(broken, "brokenacc", "--xfail-file", str(xfail), "--report",
+                        str(report), "-k", "op or backend or model")
+    data = json.loads(report.read_text())
+    assert data["ops"]["Add"]["xfailed"] >= 1 and data["ops"]["Add"]["failed"] == 0
+    assert any("op[Conv-*]" in note for note in data["notes"])
+    assert done.returncode == 0, done.stdout[-4000:]
+
+
+def test_a_malformed_expected_failures_file_is_a_usage_error(broken: Path) -> None:
+    xfail = broken / "bad-xfail.txt"
+    xfail.write_text("op[Add-2x3-f32]:\n")
+    done = _conformance(broken, "brokenacc", "--xfail-file", str(xfail))
+    assert done.returncode == 2
+    assert "needs a reason" in done.stderr and "bad-xfail.txt:1" in done.stderr
+
+
+def test_a_target_without_codegen_cannot_pass(tmp_path: Path) -> None:
+    package = tmp_path / "nocg_target"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent('''
+        from byoc_sdk import Target
+        target = Target("nocg", version="1.0", vendor="Nobody", description="partition only")
+        target.support("Relu", dtypes={"float32"}, static_shapes=True)
+    '''))
+    _make_visible(tmp_path, "nocg_target", {"byoc.targets": {"nocg": "nocg_target:target"}})
+    report = tmp_path / "report.json"
+    done = _conformance(tmp_path, "nocg", "--report", str(report))
+    assert done.returncode == 1
+    assert "target nocg has no codegen" in done.stdout
+    data = json.loads(report.read_text())
+    assert data["conformant"] is False and data["codegen"] is False
+    codegen = next(c for c in data["checks"]["registration"] if c["id"] == "registration[codegen]")
+    assert codegen["outcome"] == "failed" and "cannot pass conformance" in codegen["message"]
+    assert data["ops"]["Relu"]["skipped"] >= 1 and data["ops"]["Relu"]["passed"] >= 1  # host
+
+
+def test_unknown_target_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([*BYOC, "conformance", "--target", "nosuchtarget"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "unknown target" in done.stderr and "nosuchtarget" in done.stderr
