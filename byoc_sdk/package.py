@@ -373,7 +373,8 @@ def _constant(sha: str, info: dict[str, Any], members: dict[str, bytes], label: 
 
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
+    # ascontiguousarray makes a 0-d array 1-d: keep the shape, a scalar stays a scalar.
+    array = np.ascontiguousarray(array).reshape(np.shape(array))
     return array.astype(array.dtype.newbyteorder("<"))
 
 

@@ -400,3 +400,15 @@ def test_inconsistent_manifest_is_a_package_error(damage, saved, tmp_path):
     bad = rewrite(path, tmp_path / "bad.byoc", manifest=edit, drop=lambda n: n in drop)
     with pytest.raises(PackageError):
         CompiledModel.load(bad)
+
+
+def test_a_scalar_constant_keeps_its_shape_through_save_and_load(tmp_path):
+    """0-d constants must come back 0-d (numpy's ascontiguousarray would make them 1-d)."""
+    from byoc_sdk.package import _constant, _little_endian
+
+    scalar = np.array(2.5, np.float32)
+    data = _little_endian(scalar)
+    assert data.shape == ()
+    info = {"dtype": "float32", "shape": []}
+    loaded = _constant("abc", info, {"constants/abc.bin": data.tobytes()}, "test.byoc")
+    assert loaded.shape == () and loaded == 2.5
