@@ -224,7 +224,8 @@ class CudaDriverWriter(DriverWriter):
         n_words = 1 if spec.has_words else 0
         lines = [
             "  ByocCtx ctx; memset(&ctx, 0, sizeof ctx);",
-            "  void* device[64] = {0}; int n_device = 0;",
+            f"  void* device[{4 + n_words + len(spec.dense) + len(spec.constants)}] = {{0}};",
+            "  int n_device = 0;",
             "  float* d_fw = 0;",
             "  {",
             "  ctx.n = n; ctx.n_levels = n_levels;",

@@ -134,7 +134,11 @@ class CompiledRecursiveModel:
                 if len(ids) != s.num_nodes:
                     raise RecursiveInputError(f"{s.name}: {len(ids)} word ids for "
                                               f"{s.num_nodes} nodes")
-            np.concatenate(words, out=bound.inputs[3][:n], casting="unsafe")
+            try:  # ids are checked against the vocabulary inside the kernel
+                np.concatenate(words, out=bound.inputs[3][:n], casting="same_kind")
+            except TypeError as exc:
+                raise RecursiveInputError(f"model {model.name}: word ids must be integers: "
+                                          f"{exc}") from exc
             index += 1
         elif words is not None:
             raise RecursiveInputError(f"model {model.name} has no vocabulary; words were given")

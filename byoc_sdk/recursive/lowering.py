@@ -329,6 +329,7 @@ class Plan:
         return sum(b.width for b in self.buffers.values() if b.kind == "temp")
 
     def temp_offsets(self) -> dict[str, int]:
+        """Where each temp starts in a chunk's scratch, in floats per row of the chunk."""
         offsets, at = {}, 0
         for b in self.buffers.values():
             if b.kind == "temp":
@@ -351,7 +352,7 @@ class _Planner:
         self.outputs = list(outputs)
         for group, (members, ld) in input_groups.items():
             self._input_group(group, members, ld)
-        self.users = {}
+        self.users: dict[str, list[Step]] = {}
         for step in self.steps:
             for n in step.inputs:
                 if n:
@@ -503,7 +504,7 @@ class _Planner:
         op = step.op
         if op in VIEW_OPS:
             source = self.ref(step.inputs[0])
-            self._alias_or_copy(step.outputs[0], source, step.inputs[0])
+            self._alias_or_copy(step.outputs[0], source)
         elif op in ("Slice", "Split"):
             self._lower_slice(step)
         elif op == "Concat":
@@ -515,7 +516,8 @@ class _Planner:
             self.plan.ops.append(Elementwise(self.ref(out), self.values[out].shape,
                                              self._expr(step, fused)))
 
-    def _alias_or_copy(self, name: str, source: Ref, source_name: str) -> None:
+    def _alias_or_copy(self, name: str, source: Ref) -> None:
+        """``name`` becomes a view of ``source``, or a copy when it already has a place."""
         if name in self.where:  # an output or a Concat part: copy into place
             width = self.values[name].width
             self.plan.ops.append(Copy(self.ref(name), source, 1, width, 0, 0))
@@ -528,7 +530,7 @@ class _Planner:
                                                     strict=True):
             moved = Ref(source.buffer, source.offset + offset)
             if outer == 1:
-                self._alias_or_copy(out, moved, step.inputs[0])
+                self._alias_or_copy(out, moved)
             else:
                 self.plan.ops.append(Copy(self.ref(out), moved, outer, chunk, chunk, row))
 

@@ -55,7 +55,8 @@ class CellGraph:
         constants = {name: np.asarray(value.const_value.numpy())
                      for name, value in graph.initializers.items()}
         steps = []
-        for node in graph.sort() or graph:
+        graph.sort()  # in place: topological order, whatever order the file had
+        for node in graph:
             if node.domain not in ("", "ai.onnx"):
                 raise CellError(f"{where}: node {node.name} is in domain {node.domain!r}; "
                                 "cells use standard ONNX ops")

@@ -1,0 +1,249 @@
+"""Compiled recursive models against the numpy reference (and PyTorch, when installed)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from byoc_sdk.recursive import (
+    SHIPPED,
+    ArityError,
+    CellBuilder,
+    CellError,
+    RecursiveCompileError,
+    RecursiveInputError,
+    RecursiveModel,
+    Reference,
+    StateSpec,
+    Structure,
+    compile_model,
+    complete_tree,
+    grid_dag,
+    linearize,
+    random_binary_tree,
+    random_dag,
+    sst_trees,
+)
+from byoc_sdk.recursive.cells import Feature
+
+HIDDEN = 16
+VOCAB = 40
+FEATURES = 6
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOC_CACHE_DIR", str(tmp_path_factory.mktemp("byoc-cache")))
+        yield
+
+
+def make(name: str) -> RecursiveModel:
+    if name == "DAG-RNN":
+        return SHIPPED[name](HIDDEN, FEATURES)
+    return SHIPPED[name](HIDDEN, vocab=VOCAB)
+
+
+_COMPILED: dict = {}
+
+
+def compiled(name: str):
+    if name not in _COMPILED:
+        model = make(name)
+        _COMPILED[name] = (model, compile_model(model, "cpu"), Reference(model))
+    return _COMPILED[name]
+
+
+def inputs_for(model: RecursiveModel, batch, rng):
+    if model.vocab_size is not None:
+        return {"words": [rng.integers(0, model.vocab_size, s.num_nodes) for s in batch]}
+    return {"features": [{"x": rng.standard_normal((s.num_nodes, FEATURES)).astype(np.float32)}
+                         for s in batch]}
+
+
+def shapes(kind: str, rng) -> list[Structure]:
+    if kind == "random":
+        return [random_binary_tree(int(rng.integers(20, 51)), rng) for _ in range(4)]
+    if kind == "sst":
+        trees = sst_trees(400)
+        return [trees[i] for i in rng.choice(len(trees), 6, replace=False)]
+    if kind == "dag":
+        return [grid_dag(4, 5), random_dag(25, 2, rng), grid_dag(1, 3)]
+    if kind == "edge":  # one-node trees, a complete tree, a batch over 128 nodes
+        return [Structure.from_nested("w"), complete_tree(6), Structure.from_nested(("a", "b"))]
+    raise ValueError(kind)
+
+
+def assert_same(expected, got, all_nodes: bool) -> None:
+    assert expected.roots.keys() == got.roots.keys()
+    for name in expected.roots:
+        np.testing.assert_allclose(got.roots[name], expected.roots[name], atol=ATOL, rtol=0)
+    np.testing.assert_array_equal(got.root_structure, expected.root_structure)
+    if all_nodes:
+        for exp, out in zip(expected.nodes, got.nodes, strict=True):
+            for name in exp:
+                np.testing.assert_allclose(out[name], exp[name], atol=ATOL, rtol=0)
+
+
+CASES = [(name, kind) for name in ("TreeFC", "TreeGRU", "TreeLSTM", "MV-RNN")
+         for kind in ("random", "sst", "edge")] + [("DAG-RNN", "dag"), ("DAG-RNN", "random")]
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_shipped_models_match_the_numpy_reference(name, kind):
+    rng = np.random.default_rng(zlib.crc32(f"{name}/{kind}".encode()))
+    model, kernel, reference = compiled(name)
+    batch = shapes(kind, rng)
+    given = inputs_for(model, batch, rng)
+    assert_same(reference.run(batch, **given, all_nodes=True),
+                kernel.run(batch, **given, all_nodes=True), all_nodes=True)
+    # Batch of one, roots only, and the same structure twice in a batch.
+    one = batch[:1]
+    single = {k: v[:1] for k, v in given.items()}
+    assert_same(reference.run(one, **single), kernel.run(one, **single), all_nodes=False)
+    twice = {k: v[:1] * 2 for k, v in given.items()}
+    assert_same(reference.run(one * 2, **twice), kernel.run(one * 2, **twice), all_nodes=False)
+
+
+def test_kernel_linearization_matches_python():
+    rng = np.random.default_rng(3)
+    _, kernel, _ = compiled("TreeLSTM")
+    batch = [*sst_trees(7), random_binary_tree(25, rng), Structure.from_nested("w")]
+    order, starts = kernel.numbering(batch)
+    lin = linearize(batch)
+    np.testing.assert_array_equal(order, lin.order)
+    np.testing.assert_array_equal(starts, lin.level_starts)
+    _, dag_kernel, _ = compiled("DAG-RNN")
+    dags = [grid_dag(3, 4), random_dag(20, 2, rng)]
+    order, starts = dag_kernel.numbering(dags)
+    np.testing.assert_array_equal(order, linearize(dags).order)
+
+
+def test_bad_batches_get_clear_errors():
+    _, kernel, reference = compiled("TreeLSTM")
+    ternary = Structure.from_nested((("a", "b", "c"), "d"), name="ternary")
+    for runner in (kernel, reference):
+        with pytest.raises(ArityError, match="ternary: node 3 has 3 children"):
+            runner.run([ternary], words=[np.zeros(5, int)])
+    tree = sst_trees(1)[0]
+    words = np.zeros(tree.num_nodes, int)
+    words[3] = VOCAB + 2
+    for runner in (kernel, reference):
+        with pytest.raises(RecursiveInputError, match=f"node 3 has word id {VOCAB + 2}"):
+            runner.run([tree], words=[words])
+    with pytest.raises(RecursiveInputError, match="word ids"):
+        kernel.run([tree], words=[words[:-1]])
+    with pytest.raises(RecursiveInputError, match="one word-id array per structure"):
+        kernel.run([tree])
+
+
+def test_unsupported_op_is_named():
+    state = (StateSpec("h", (4,)),)
+    leaf = CellBuilder("leaf")
+    leaf.output(leaf.op("Softmax", leaf.input("x", (4,))), state[0])
+    node = CellBuilder("node")
+    kids = node.children(state, 2)
+    node.output(node.op("Add", kids[0]["h"], kids[1]["h"]), state[0])
+    table = np.ones((3, 4), np.float32)
+    model = RecursiveModel("soft", state, (Feature("x", (4,), table),), leaf.build(),
+                           node.build(), 2)
+    with pytest.raises(CellError, match="node Softmax_1 is a Softmax, which the recursive "
+                                        "compiler does not take"):
+        compile_model(model)
+
+
+def test_cell_signature_is_checked():
+    state = (StateSpec("h", (4,)),)
+    leaf = CellBuilder("leaf")
+    leaf.output(leaf.input("y", (4,)), state[0])
+    node = CellBuilder("node")
+    node.output(node.input("h.child0", (4,)), state[0])
+    with pytest.raises(CellError, match="input 'y' is neither a feature nor a child state"):
+        RecursiveModel("bad", state, (Feature("x", (4,), np.ones((2, 4))),), leaf.build(),
+                       node.build(), 2)
+
+
+def user_model(hidden: int = 8) -> RecursiveModel:
+    """A new cell written by a user: vocabulary and dense features, Gemm, Slice, Reshape,
+    Div, Neg, a constant-only subgraph and an output that is a Concat of computed parts."""
+    rng = np.random.default_rng(5)
+    state = (StateSpec("h", (hidden,)), StateSpec("m", (2, hidden)))
+    embed = rng.standard_normal((VOCAB, hidden)).astype(np.float32)
+    features = (Feature("x", (hidden,), embed), Feature("d", (3,)))
+
+    def weight(b, name, *shape):
+        return b.weight(name, rng.standard_normal(shape).astype(np.float32) / np.sqrt(shape[0]))
+
+    leaf = CellBuilder("user_leaf")
+    x, d = leaf.input("x", (hidden,)), leaf.input("d", (3,))
+    wx = leaf.op("Tanh", leaf.op("MatMul", x, weight(leaf, "Wx", hidden, hidden)))
+    wd = leaf.op("MatMul", d, weight(leaf, "Wd", 3, hidden))
+    leaf.output(leaf.op("Add", wx, wd), state[0])
+    leaf.output(leaf.op("Concat", leaf.op("Unsqueeze", wx, leaf.weight("ax", np.array([0]))),
+                        leaf.op("Unsqueeze", wd, leaf.weight("ax2", np.array([0]))), axis=0),
+                state[1])
+
+    node = CellBuilder("user_internal")
+    kids = node.children(state, 2)
+    x, d = node.input("x", (hidden,)), node.input("d", (3,))
+    both = node.op("Reshape", node.op("Concat", kids[0]["h"], kids[1]["h"], axis=0),
+                   node.weight("shape", np.array([1, 2 * hidden])))
+    gemm = node.op("Gemm", both, weight(node, "G", hidden, 2 * hidden),
+                   weight(node, "gb", hidden), transB=1, alpha=0.5)
+    flat = node.op("Reshape", gemm, node.weight("flat", np.array([hidden])))
+    half = node.weight("half", np.full(hidden, 2.0, np.float32))
+    scaled = node.op("Div", node.op("Neg", flat), node.op("Add", half, half))
+    word = node.op("Sigmoid", node.op("MatMul", x, weight(node, "Wx", hidden, hidden)))
+    first = node.op("Slice", kids[1]["m"], node.weight("s0", np.array([0])),
+                    node.weight("s1", np.array([1])), node.weight("s2", np.array([0])))
+    mixed = node.op("Mul", node.op("Relu", scaled),
+                    node.op("Reshape", first, node.weight("s3", np.array([hidden]))))
+    h = node.op("Add", node.op("Add", mixed, word),
+                node.op("MatMul", d, weight(node, "Wd", 3, hidden)))
+    node.output(h, state[0])
+    m = node.op("Sub", kids[0]["m"], node.op("Mul", kids[1]["m"], h))
+    node.output(node.op("Tanh", m), state[1])
+    return RecursiveModel("user", state, features, leaf.build(), node.build(), 2)
+
+
+def test_user_defined_cell_compiles_and_runs():
+    model = user_model()
+    kernel, reference = compile_model(model), Reference(model)
+    rng = np.random.default_rng(9)
+    batch = [random_binary_tree(12, rng), *sst_trees(3)]
+    given = {"words": [rng.integers(0, VOCAB, s.num_nodes) for s in batch],
+             "features": [{"d": rng.standard_normal((s.num_nodes, 3))} for s in batch]}
+    assert_same(reference.run(batch, **given, all_nodes=True),
+                kernel.run(batch, **given, all_nodes=True), all_nodes=True)
+
+
+@pytest.mark.parametrize("name", ["TreeFC", "TreeGRU", "TreeLSTM", "MV-RNN", "DAG-RNN"])
+def test_pytorch_baselines_match_the_reference(name):
+    pytest.importorskip("torch")
+    from byoc_sdk.recursive.torch_models import LevelBatched, NodeByNode, as_output
+
+    rng = np.random.default_rng(11)
+    model, kernel, reference = compiled(name)
+    batch = shapes("dag" if name == "DAG-RNN" else "sst", rng)[:3]
+    given = inputs_for(model, batch, rng)
+    expected = reference.run(batch, **given)
+    for runner in (NodeByNode(model), LevelBatched(model)):
+        assert_same(expected, as_output(model, runner.run(batch, **given), batch), False)
+    assert_same(as_output(model, LevelBatched(model).run(batch, **given), batch),
+                kernel.run(batch, **given), False)
+
+
+def test_feature_and_target_errors():
+    model, kernel, reference = compiled("DAG-RNN")
+    grid = grid_dag(2, 3)
+    for runner in (kernel, reference):
+        with pytest.raises(RecursiveInputError, match="feature"):
+            runner.run([grid], features=[{"x": np.zeros((grid.num_nodes, FEATURES + 1))}])
+        with pytest.raises(RecursiveInputError, match="no vocabulary"):
+            runner.run([grid], words=[np.zeros(grid.num_nodes, int)],
+                       features=[{"x": np.zeros((grid.num_nodes, FEATURES))}])
+    with pytest.raises(RecursiveCompileError, match="unknown target 'tpu'"):
+        compile_model(model, "tpu")

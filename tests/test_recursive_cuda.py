@@ -1,0 +1,81 @@
+"""The cuda target's persistent kernel: nvcc accepts it; numbers only where a GPU is."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from byoc_sdk.recursive import (
+    RecursiveRunError,
+    Reference,
+    compile_model,
+    dag_rnn,
+    grid_dag,
+    sst_trees,
+    tree_lstm,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+
+
+def _has_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOC_CACHE_DIR", str(tmp_path_factory.mktemp("byoc-cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    """TreeLSTM (two state components, stacked siblings, vocabulary tables) and DAG-RNN
+    (dense features, hoisted stage, missing children), compiled with nvcc."""
+    lstm, dag = tree_lstm(16, vocab=30), dag_rnn(16, 4)
+    return {"lstm": (lstm, compile_model(lstm, "cuda")), "dag": (dag, compile_model(dag, "cuda"))}
+
+
+def test_nvcc_compiles_the_persistent_kernel(kernels):
+    for _, compiled in kernels.values():
+        assert "cudaLaunchCooperativeKernel" in compiled.source
+        assert "grid.sync()" in compiled.source
+        assert compiled.source.count("__global__") == 1  # one kernel for the whole model
+
+
+def _batches(rng):
+    trees = sst_trees(6)
+    dags = [grid_dag(4, 6), grid_dag(2, 3)]
+    return {"lstm": (trees, {"words": [rng.integers(0, 30, t.num_nodes) for t in trees]}),
+            "dag": (dags, {"features": [{"x": rng.standard_normal((d.num_nodes, 4))}
+                                        for d in dags]})}
+
+
+@pytest.mark.skipif(_has_gpu(), reason="a GPU is present")
+def test_without_a_gpu_running_fails_clearly(kernels):
+    (trees, given) = _batches(np.random.default_rng(0))["lstm"]
+    with pytest.raises(RecursiveRunError, match="CUDA"):
+        kernels["lstm"][1].run(trees, **given)
+
+
+@pytest.mark.skipif(not _has_gpu(), reason="no GPU")
+def test_cuda_kernel_matches_the_reference(kernels):
+    rng = np.random.default_rng(1)
+    for key, (structures, given) in _batches(rng).items():
+        model, compiled = kernels[key]
+        expected = Reference(model).run(structures, **given, all_nodes=True)
+        got = compiled.run(structures, **given, all_nodes=True)
+        for name in expected.roots:
+            np.testing.assert_allclose(got.roots[name], expected.roots[name], atol=1e-4)
+        for exp, out in zip(expected.nodes, got.nodes, strict=True):
+            for name in exp:
+                np.testing.assert_allclose(out[name], exp[name], atol=1e-4)
