@@ -15,6 +15,7 @@ Builders: :meth:`Structure.from_parents` (parent arrays, as in the SST data),
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,12 +349,21 @@ def load_parent_arrays(path: str | Path, limit: int | None = None) -> list[Struc
 
 @functools.cache
 def _sst_path() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "sst_tree_parents.txt"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("sst_tree_parents.txt not found beside the repository (../shared)")
+    """``BYOC_SST_DATA`` if set, else ``shared/data/sst_tree_parents.txt`` beside the
+    repository, found from the current folder or from this module (in a checkout, or
+    in a virtual environment inside one)."""
+    configured = os.environ.get("BYOC_SST_DATA")
+    if configured:
+        return Path(configured)
+    for start in (Path.cwd().resolve(), Path(__file__).resolve()):
+        for parent in (start, *start.parents):
+            candidate = parent.parent / "shared" / "data" / "sst_tree_parents.txt"
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        "sst_tree_parents.txt not found beside the repository (../shared/data); "
+        "set BYOC_SST_DATA to its path"
+    )
 
 
 def sst_trees(limit: int | None = None, path: str | Path | None = None) -> list[Structure]:
