@@ -1,6 +1,8 @@
 // simaccel: parsing and validating a program (format version 1).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <sstream>
 
 #include "simaccel_program.h"
@@ -59,6 +61,31 @@ int PartitionOf(const MachineConfig& m, u128 lo, u128 hi) {
     if (lo >= bounds[p] && hi <= bounds[p + 1]) return p;
   }
   return -1;
+}
+
+// Whether a box visits no element twice: ordered by stride, every dim that repeats must
+// step past everything the dims inside it reach. Destinations must be like this, which
+// also bounds an instruction's work by the size of what it writes.
+bool Injective(const uint32_t* counts, const uint32_t* strides, int dims) {
+  std::pair<uint32_t, uint32_t> used[5];
+  int n = 0;
+  for (int d = 0; d < dims; ++d) {
+    if (counts[d] > 1) used[n++] = {strides[d], counts[d]};
+  }
+  std::sort(used, used + n);
+  u128 reach = 0;
+  for (int i = 0; i < n; ++i) {
+    if (used[i].first <= reach) return false;
+    reach += u128{used[i].second - 1u} * used[i].first;
+  }
+  return true;
+}
+
+void CheckInjective(const std::string& where, const char* what, const uint32_t* counts,
+                    const uint32_t* strides, int dims) {
+  if (!Injective(counts, strides, dims)) {
+    Fail(where + ": " + what + " writes some elements more than once (overlapping strides)");
+  }
 }
 
 const char* kPartitionNames[3] = {"input buffer", "weight buffer", "accumulator buffer"};
@@ -132,6 +159,7 @@ void ValidateDma(const Program& p, size_t index, const Instruction& in) {
   DmaView d = Dma(in);
   if (in.a || in.b) Fail(where + ": operand bytes must be zero");
   CheckSram(p.machine, where, "SRAM box", d.sram, d.counts, d.sram_strides, 4);
+  if (in.opcode != kDmaStore) CheckInjective(where, "SRAM box", d.counts, d.sram_strides, 4);
   if (in.opcode == kDmaFill) {
     if (d.slot || d.dram_offset) Fail(where + ": DMA_FILL has no DRAM side");
     CheckZero(where, in, 7, 11);
@@ -153,6 +181,7 @@ void ValidateDma(const Program& p, size_t index, const Instruction& in) {
     Fail(where + ": DRAM box leaves slot " + std::to_string(d.slot) + " (" +
          std::to_string(slot.elements) + " elements)");
   }
+  if (in.opcode == kDmaStore) CheckInjective(where, "DRAM box", d.counts, d.dram_strides, 4);
 }
 
 void ValidateGemm(const Program& p, size_t index, const Instruction& in) {
@@ -161,6 +190,11 @@ void ValidateGemm(const Program& p, size_t index, const Instruction& in) {
   if (in.a > 1 || in.b) Fail(where + ": flags must be 0 or 1 (accumulate)");
   CheckZero(where, in, 18);
   if (!g.m || !g.k || !g.n || !g.m_inner || !g.k_inner) Fail(where + ": zero dimension");
+  // The simulator packs the operands densely: bound what that may cost.
+  const uint64_t mk = uint64_t{g.m} * g.k, kn = uint64_t{g.k} * g.n, mn = uint64_t{g.m} * g.n;
+  if (mk > kMaxGemmPanel || kn > kMaxGemmPanel || mn > kMaxGemmPanel) {
+    Fail(where + ": M x K, K x N and M x N may be at most 2^24 elements each");
+  }
   if (g.m % g.m_inner || g.k % g.k_inner) {
     Fail(where + ": M and K must be multiples of their inner group sizes");
   }
@@ -173,6 +207,8 @@ void ValidateGemm(const Program& p, size_t index, const Instruction& in) {
   CheckSram(p.machine, where, "A", g.a, a_counts, a_strides, 4, 0);
   CheckSram(p.machine, where, "B", g.b, b_counts, b_strides, 3, 1);
   CheckSram(p.machine, where, "C", g.c, c_counts, c_strides, 3, 2);
+  CheckInjective(where, "B (one weight per array cell)", b_counts, b_strides, 3);
+  CheckInjective(where, "C", c_counts, c_strides, 3);
 }
 
 int VecSources(uint8_t op) { return op == kCopy ? 1 : op == kFma ? 3 : 2; }
@@ -189,6 +225,7 @@ void ValidateVec(const Program& p, size_t index, const Instruction& in) {
   for (int o = 0; o < 4; ++o) {
     if (o < used) {
       CheckSram(p.machine, where, names[o], v.addr[o], v.counts, v.strides[o], 3);
+      if (o == 0) CheckInjective(where, "dst", v.counts, v.strides[0], 3);
     } else {
       CheckZero(where, in, 3 + 4 * o, 7 + 4 * o);
     }
@@ -221,6 +258,7 @@ void ValidatePool(const Program& p, size_t index, const Instruction& in) {
   const uint32_t dst_strides[3] = {q.dst_c, q.dst_row, 1};
   CheckSram(p.machine, where, "source", q.src, src_counts, src_strides, 3);
   CheckSram(p.machine, where, "destination", q.dst, dst_counts, dst_strides, 3);
+  CheckInjective(where, "destination", dst_counts, dst_strides, 3);
 }
 
 // The work an instruction makes the host do, to refuse programs that would run for hours.
@@ -356,7 +394,9 @@ Program ParseProgram(const uint8_t* bytes, size_t size) {
     if (at[0] > kData) Fail(where + ": unknown kind " + std::to_string(at[0]));
     if (at[1] != 0) Fail(where + ": only float32 tensors are supported");
     if (Read<uint16_t>(at + 2)) Fail(where + ": reserved bytes are not zero");
-    if (slot.elements == 0 || slot.elements > (1ull << 32)) Fail(where + ": bad size");
+    if (slot.elements == 0 || slot.elements > kMaxSlotElements) {
+      Fail(where + ": size must be 1 to 2^28 elements");
+    }
     std::vector<uint32_t>* index = nullptr;
     if (slot.kind == kInput) index = &p.input_slot;
     if (slot.kind == kOutput) index = &p.output_slot;
@@ -377,9 +417,9 @@ Program ParseProgram(const uint8_t* bytes, size_t size) {
     } else if (slot.data_offset) {
       Fail(where + ": only data slots have a data offset");
     }
-    if (slot.kind == kScratch) {
-      scratch += slot.elements;
-      if (scratch > kMaxScratchElements) Fail(where + ": too much scratch memory");
+    if (slot.kind == kScratch || slot.kind == kOutput) {
+      scratch += slot.elements;  // what running the program allocates
+      if (scratch > kMaxSlotElements) Fail(where + ": outputs and scratch exceed 2^28 elements");
     }
     p.slots.push_back(slot);
   }

@@ -30,8 +30,9 @@ constexpr uint32_t kGranule = 256;
 constexpr uint32_t kMaxSlots = 1u << 16;
 constexpr uint32_t kMaxInstructions = 1u << 24;
 constexpr uint64_t kMaxSramBytes = 64ull << 20;
-constexpr uint64_t kMaxScratchElements = 1ull << 30;
-constexpr uint64_t kMaxWork = 1ull << 36;
+constexpr uint64_t kMaxSlotElements = 1ull << 28;
+constexpr uint64_t kMaxWork = 1ull << 34;
+constexpr uint64_t kMaxGemmPanel = 1ull << 24;
 
 enum Opcode : uint8_t {
   kDmaLoad = 0x01,
@@ -141,8 +142,14 @@ struct Stats {
   uint64_t sram_peak[3] = {0, 0, 0};  // high-water mark per partition
 };
 
-// Runs the timing model and the hazard check; throws ProgramError for a race.
-Stats Analyze(const Program& program);
+// When one instruction ran, by the timing model: issue start, issue end, completion.
+struct Event {
+  uint64_t start, issued, complete;
+};
+
+// Runs the timing model and the hazard check; throws ProgramError for a race. With
+// `timeline`, also records every instruction's Event (SIGNAL/WAIT: when they resolved).
+Stats Analyze(const Program& program, std::vector<Event>* timeline = nullptr);
 
 // One simulated core with its memories, bound to a program.
 class Machine {

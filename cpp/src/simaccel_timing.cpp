@@ -147,7 +147,7 @@ struct Semaphore {
 
 }  // namespace
 
-Stats Analyze(const Program& p) {
+Stats Analyze(const Program& p, std::vector<Event>* timeline) {
   const MachineConfig& m = p.machine;
   Stats stats;
   uint64_t free[kNumEngines] = {0, 0, 0};  // when each engine can issue
@@ -162,6 +162,7 @@ Stats Analyze(const Program& p) {
     const Engine e = EngineOf(in);
     if (in.opcode == kWait) {
       uint64_t t = semaphores[in.w[0]].Reached(in.w[1]);
+      if (timeline) timeline->push_back({free[e], std::max(t, free[e]), std::max(t, free[e])});
       if (t > free[e]) {
         stats.stall[e] += t - free[e];
         free[e] = t;
@@ -170,7 +171,9 @@ Stats Analyze(const Program& p) {
       continue;
     }
     if (in.opcode == kSignal) {
-      semaphores[in.w[0]].Signal(std::max(free[e], done[e]));
+      uint64_t t = std::max(free[e], done[e]);
+      semaphores[in.w[0]].Signal(t);
+      if (timeline) timeline->push_back({t, t, t});
       continue;
     }
     uint64_t busy = 0, latency = 0;
@@ -224,6 +227,7 @@ Stats Analyze(const Program& p) {
     done[e] = std::max(done[e], complete);
     stats.busy[e] += busy;
     stats.instructions[e] += 1;
+    if (timeline) timeline->push_back({start, start + busy, complete});
 
     Range ranges[5];
     int n = Accesses(in, ranges);
