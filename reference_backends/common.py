@@ -420,3 +420,12 @@ def declare_composites(target: Target, activations: Sequence[str] = ACTIVATIONS)
                    note=f"Gemm (+bias) -> {act}")
     target.pattern("matmul_add_act", matmul_add_act_pattern(activations), row_bias,
                    note=f"MatMul(x, constant) -> Add(row constant) -> {act}")
+
+
+def nonempty_check(node: NodeInfo) -> CheckResult:
+    """Declines tensors with a zero dimension: nothing to compute, and layouts and tile
+    loops assume at least one element."""
+    for tensor in (*node.inputs, *node.outputs):
+        if tensor is not None and tensor.shape is not None and 0 in tensor.shape:
+            return "empty tensors (a zero dimension) are not supported"
+    return True

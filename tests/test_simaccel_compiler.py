@@ -283,8 +283,8 @@ def test_fusion_folds_into_the_drain():
 
 def _layers(model: onnx.ModelProto):
     """The layers the compiler makes of the model's one simaccel region."""
-    from reference_backends.simaccel import target
     from reference_backends.simaccel.frontend import lower_region
+    from reference_backends.simaccel.target import target
 
     seen = []
     original = target.codegen
@@ -345,16 +345,18 @@ def test_random_convs_on_random_machines_fit_or_fall_back(seed):
     assert simaccel_stats(compiled)[0]["sram_peak_bytes"] <= sram
 
 
-def test_int8_regions_fall_back_with_a_reason():
-    """The chip declares int8 elementwise ops; the compiler does float32 only and says so."""
+def test_int8_stays_on_the_host_with_a_reason():
+    """The chip has int8 units, but the compiler does float32 only, so the target does not
+    claim int8 ops: they stay on the host, and the report says why."""
     x = helper.make_tensor_value_info("x", TensorProto.INT8, [4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.INT8, [4, 4])
     model = helper.make_model(
-        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g", [x], [y]),
         opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
     compiled = build_for(model, strict=False)
-    (region,) = compiled.package.regions
-    assert region.status == "fallback" and "float32" in region.reason
+    assert compiled.package.regions == []
+    (record,) = compiled.report.partition.nodes
+    assert record.target == "host" and "float32, not int8" in record.reason
     feeds = {"x": np.arange(-8, 8, dtype=np.int8).reshape(4, 4)}
     np.testing.assert_array_equal(compiled.run(feeds)["y"], np.maximum(feeds["x"], 0))
 

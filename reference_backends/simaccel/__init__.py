@@ -1,24 +1,27 @@
-"""simaccel: the bundled simulated accelerator target, with its compiler and runtime."""
+"""simaccel: the bundled simulated accelerator target, with its compiler and runtime.
+
+Importing this package imports nothing else: the runtime (``.runtime``, what a package
+needs to run) must load without the target's declarations or its compiler. Names are
+resolved on first use.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import Any
 
-from reference_backends.simaccel.limits import LIMITS, SimAccelLimits
-from reference_backends.simaccel.target import target
+# The target itself is `reference_backends.simaccel.target.target`: a package attribute
+# of that name would be shadowed by the submodule once it is imported.
+_LAZY = {
+    "compile_region": "reference_backends.simaccel.target",
+    "LIMITS": "reference_backends.simaccel.limits",
+    "SimAccelLimits": "reference_backends.simaccel.limits",
+}
 
-if TYPE_CHECKING:
-    from byoc_sdk.codegen import Binary, Region
-
-
-def compile_region(region: Region) -> Binary:
-    """simaccel's codegen (:func:`reference_backends.simaccel.compiler.compile_region`),
-    imported on first use so that loading the runtime alone never loads the compiler."""
-    from reference_backends.simaccel.compiler import compile_region as compile_
-
-    return compile_(region)
+__all__ = sorted(_LAZY)
 
 
-target.codegen = compile_region
-
-__all__ = ["LIMITS", "SimAccelLimits", "compile_region", "target"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,8 @@ why it declines the rest. Its compiler (the codegen of the build step) comes lat
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from byoc_sdk.target import Target
 from reference_backends.common import (
     FLOAT32,
@@ -25,10 +27,14 @@ from reference_backends.common import (
     matmul_check,
     max_rank_check,
     members_supported,
+    nonempty_check,
     pool2d_check,
     spatial_rank_check,
 )
 from reference_backends.simaccel.limits import LIMITS
+
+if TYPE_CHECKING:
+    from byoc_sdk.codegen import Binary, Region
 
 target = Target(
     "simaccel",
@@ -42,8 +48,10 @@ target = Target(
 )
 
 NAME = target.name
-#: float32 and int8: for the ops ONNX defines on int8 too.
-BOTH = LIMITS.dtypes
+#: What the compiler handles: the chip's array and vector unit also run int8
+#: (LIMITS.dtypes), but the compiler is float32-only so far, and a target declares what
+#: its codegen compiles, not what its silicon could do.
+COMPILED = FLOAT32
 #: float32 only: ONNX defines these ops on float types alone (int8 Conv or MatMul are the
 #: quantized ops ConvInteger / QLinearConv / MatMulInteger, not declared yet).
 FLOAT = FLOAT32
@@ -73,17 +81,17 @@ target.support(
 
 # --- vector unit -------------------------------------------------------------------
 
-target.support("Add", "Sub", "Mul", dtypes=BOTH, static_shapes=True,
+target.support("Add", "Sub", "Mul", dtypes=COMPILED, static_shapes=True,
                note=f"broadcasting, rank <= {LIMITS.max_rank}")(rank_limit)
-target.support("Relu", dtypes=BOTH, static_shapes=True)
-target.support("Clip", dtypes=BOTH, const_inputs=(1, 2), static_shapes=True)
+target.support("Relu", dtypes=COMPILED, static_shapes=True)
+target.support("Clip", dtypes=COMPILED, const_inputs=(1, 2), static_shapes=True)
 target.support("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
                dtypes=FLOAT, static_shapes=True)
 
 pool = pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
                     allow_ceil_mode=False, allow_count_include_pad=False)
 pool_note = f"2-D, kernel <= {kernel}; no dilation, ceil_mode, count_include_pad"
-target.support("MaxPool", dtypes=BOTH, static_shapes=True, note=pool_note)(pool)
+target.support("MaxPool", dtypes=COMPILED, static_shapes=True, note=pool_note)(pool)
 target.support("AveragePool", dtypes=FLOAT, static_shapes=True, note=pool_note)(pool)
 target.support("GlobalAveragePool", dtypes=FLOAT, static_shapes=True,
                note="2-D")(spatial_rank_check(2, "pooling"))
@@ -95,8 +103,9 @@ target.support(
 
 # --- layout (no data movement) -----------------------------------------------------
 
-target.support("Flatten", dtypes=BOTH, static_shapes=True)
-target.support("Reshape", dtypes=BOTH, const_inputs=(1,), static_shapes=True)
+target.support("Flatten", dtypes=COMPILED, static_shapes=True, check=nonempty_check)
+target.support("Reshape", dtypes=COMPILED, const_inputs=(1,), static_shapes=True,
+               check=nonempty_check)
 
 # --- composites: the array's output drains through the vector unit -----------------
 # conv_bn_act, conv_act, gemm_act and matmul_add_act with the activations above, plus:
@@ -108,3 +117,14 @@ target.pattern("conv_add_bias_act", conv_add_bias_act_pattern(FUSED_ACTIVATIONS)
 target.pattern("matmul_add", matmul_add_pattern(),
                members_supported(target, bias_along("matmul", axis=-1)),
                note="MatMul(x, constant) -> Add(row constant)")
+
+
+def compile_region(region: Region) -> Binary:
+    """simaccel's codegen (:func:`reference_backends.simaccel.compiler.compile_region`),
+    imported on first use: declaring the target must not load the compiler."""
+    from reference_backends.simaccel.compiler import compile_region as compile_
+
+    return compile_(region)
+
+
+target.codegen = compile_region
