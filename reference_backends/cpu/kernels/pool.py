@@ -1,0 +1,81 @@
+"""MaxPool and AveragePool (2-D, NCHW) on the direct sliding-window loop.
+
+Padding is made real in the plane copy (-inf for max, 0 for average). Average pooling
+divides by the number of window positions that count: inside the image, or inside the
+padded image with ``count_include_pad``; the counts are separable, so the kernel
+carries one small table per axis (or a constant when every window counts the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reference_backends.cpu.cwriter import CWriter, float_literal, int_list
+from reference_backends.cpu.graph import Op, UnsupportedError
+from reference_backends.cpu.kernels.base import Kernel, KernelContext
+from reference_backends.cpu.kernels.elementwise import Epilogue
+from reference_backends.cpu.kernels.window import DirectLoop, Window
+from reference_backends.cpu.params import RegionParams, WindowSchedule, resolve_params
+
+
+def window_counts(size: int, out: int, kernel: int, stride: int, dilation: int, pad: int,
+                  pad_end: int, include_pad: bool) -> list[int]:
+    """Per output position, how many of its window taps count for the average."""
+    lo, hi = (-pad, size + pad_end) if include_pad else (0, size)
+    counts = []
+    for o in range(out):
+        start = o * stride - pad
+        counts.append(sum(1 for k in range(kernel) if lo <= start + k * dilation < hi))
+    return counts
+
+
+@dataclass(eq=False)
+class PoolKernel(Kernel):
+    """A pool over every (image, channel) plane."""
+
+    window: Window
+    mode: str = "max"
+
+    def emit(self, w: CWriter, ctx: KernelContext) -> None:
+        p: WindowSchedule = self.params
+        g = self.window
+        x = self.root.inputs[0]
+        planes = x.shape[0] * x.shape[1]
+        if self.mode == "max":
+            loop = DirectLoop(g, p.tile_rows, ctx.vector_width, "(-INFINITY)", "(-INFINITY)",
+                              lambda acc, v: f"byoc_maxf({acc}, {v})", lambda acc: acc)
+        else:
+            loop = DirectLoop(g, p.tile_rows, ctx.vector_width, "0.0f", "0.0f",
+                              lambda acc, v: f"{acc} + {v}", self._divide(w))
+        xp = ctx.ptr(x)
+        w.pragma(ctx.parallel(planes * g.oh * g.ow * g.kh * g.kw, p.parallel_min))
+        with w.loop("u", planes):
+            w.line(f"const float* restrict plane = {xp} + u * {g.h * g.w};")
+            loop.emit(w, ctx, "plane", self.store, "u")
+
+    def _divide(self, w: CWriter):
+        """The average's division: by a constant, or by per-axis count tables."""
+        g, op = self.window, self.root
+        include = bool(op.attr("count_include_pad", 0))
+        rows = window_counts(g.h, g.oh, g.kh, g.sh, g.dh, g.pt, g.pb, include)
+        cols = window_counts(g.w, g.ow, g.kw, g.sw, g.dw, g.pl, g.pr, include)
+        if len(set(rows)) == 1 and len(set(cols)) == 1:
+            divisor = float_literal(rows[0] * cols[0])
+            return lambda acc: f"{acc} / {divisor}"
+        w.line(f"static const int count_h[{g.oh}] = {int_list(rows)};")
+        w.line(f"static const int count_w[{g.ow}] = {int_list(cols)};")
+        return lambda acc: f"{acc} / (float)(count_h[oh] * count_w[ow])"
+
+
+def pool_kernel(op: Op, region: RegionParams) -> Kernel:
+    """MaxPool (values only) or AveragePool."""
+    indices = op.outputs[1] if len(op.outputs) > 1 else None
+    if indices is not None and (indices.consumers or indices.output_index is not None):
+        raise UnsupportedError(f"MaxPool {op.name!r}: the indices output is not supported")
+    kernel = tuple(op.attr("kernel_shape"))
+    if len(kernel) != 2:
+        raise UnsupportedError(f"{op.op_type} {op.name!r}: only 2-D pooling is supported")
+    window = Window.of(op, kernel)
+    params = resolve_params(WindowSchedule(), op.op_type, op.name, region)
+    mode = "max" if op.op_type == "MaxPool" else "avg"
+    return PoolKernel(op, Epilogue(op.output), params, window=window, mode=mode)
