@@ -52,7 +52,9 @@ std::string PrivateCopy(const std::string& path) {
 std::shared_ptr<Library> Library::Open(const std::string& path) {
   const std::string copy = PrivateCopy(path);
   // RTLD_LOCAL: two modules may define the same helper symbols without clashing.
-  void* handle = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: a module's code stays mapped after dlclose; an OpenMP runtime it
+  // brought may still have worker threads parked in that code, which would crash.
+  void* handle = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   unlink(copy.c_str());  // the mapping stays valid; nothing is left behind on disk
   if (handle == nullptr) {
     const char* reason = dlerror();

@@ -4,8 +4,8 @@ It runs single ops as well as regions (its policy keeps every region it claims),
 float32 tensors of static shape. It has the lowest priority, so accelerators take what
 they can and cpu picks up the rest that plain C can run.
 
-This module is the target's support table only; its C code generator comes later in the
-build step.
+This module is the target's support table; its C code generator is
+:mod:`reference_backends.cpu.codegen`, attached in the package's ``__init__``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Conv, Gemm and MatMul; a vector unit runs elementwise ops, activations and pooli
 of SRAM holds the tiles in flight (see :mod:`reference_backends.simaccel.limits`). Every
 shape must be known at build time.
 
-This module is the chip's support table only: which ops and fused patterns it runs, and
-why it declines the rest. Its compiler (the codegen of the build step) comes later.
+This module is the chip's support table: which ops and fused patterns its compiler
+handles, and why it declines the rest. The compiler (:mod:`.compiler`) is loaded on the
+first region it compiles; the runtime (:mod:`.runtime`) needs neither.
 """
 
 from __future__ import annotations
