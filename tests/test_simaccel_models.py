@@ -90,8 +90,10 @@ def test_a_package_runs_without_the_compiler(tmp_path):
         "assert any(s.target == 'simaccel' for s in m.steps)\n"
         "print(sorted(k for k in sys.modules if k.startswith('reference_backends')))\n"
     )
+    # cwd away from the checkout: `python -c` puts the current folder first on sys.path,
+    # and the source tree must not shadow the installed package (and its _native).
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=120, check=True, cwd=tmp_path)
     assert "reference_backends.simaccel.runtime" in done.stdout
     assert "reference_backends.simaccel.compiler" not in done.stdout
 
