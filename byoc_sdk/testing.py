@@ -84,8 +84,20 @@ def assert_equivalent(
 ) -> None:
     """Both models give the same outputs (by name) on ``feeds`` (random if omitted)."""
     feeds = feeds if feeds is not None else random_feeds(original)
-    expected = run_onnxruntime(original, feeds)
-    actual = run_onnxruntime(transformed, feeds)
+    assert_outputs_close(
+        run_onnxruntime(transformed, feeds), run_onnxruntime(original, feeds), rtol=rtol, atol=atol
+    )
+
+
+def assert_outputs_close(
+    actual: Mapping[str, np.ndarray],
+    expected: Mapping[str, np.ndarray],
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """The same output names, dtypes, and values within tolerance."""
     assert set(actual) == set(expected), f"outputs differ: {sorted(actual)} vs {sorted(expected)}"
     for name, want in expected.items():
+        assert actual[name].dtype == want.dtype, f"{name}: {actual[name].dtype} != {want.dtype}"
         np.testing.assert_allclose(actual[name], want, rtol=rtol, atol=atol, err_msg=name)

@@ -28,17 +28,15 @@ def make_target() -> Callable[..., Target]:
 # --- build, run and package tests (examples/targets) ---------------------------------
 
 
-@pytest.fixture(scope="session")
-def _build_cache_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("byoc-cache")
-
-
-@pytest.fixture
-def build_cache_dir(_build_cache_root, monkeypatch):
-    """Point ``BYOC_CACHE_DIR`` at a cache folder shared by this test session (so compiled
-    modules never land in the user's cache, and unchanged sources compile once)."""
-    monkeypatch.setenv("BYOC_CACHE_DIR", str(_build_cache_root))
-    return _build_cache_root
+@pytest.fixture(scope="session", autouse=True)
+def build_cache_dir(tmp_path_factory):
+    """Every compiled module of the test session goes to one cache of its own
+    (``BYOC_CACHE_DIR``): never to the user's cache, and unchanged sources compile once.
+    Session-scoped, so fixtures of any scope that compile see it too."""
+    root = tmp_path_factory.mktemp("byoc-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOC_CACHE_DIR", str(root))
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from byoc_sdk import (
     register_runtime,
 )
 from byoc_sdk.model_zoo import random_dag, random_inputs
-from byoc_sdk.testing import onnx_text, run_onnxruntime
+from byoc_sdk.testing import assert_outputs_close, onnx_text, run_onnxruntime
 
 KINDS = ["c_source", "json", "binary"]
 REPO = Path(__file__).resolve().parents[1]
@@ -48,18 +48,6 @@ RUNTIME_MODULES = {
     "json": "examples.targets.json_graph_runtime",
     "binary": "examples.targets.bytecode_runtime",
 }
-
-
-@pytest.fixture(autouse=True)
-def _cache(build_cache_dir):
-    return build_cache_dir
-
-
-def assert_outputs_match(actual: dict, expected: dict) -> None:
-    assert set(actual) == set(expected)
-    for name, want in expected.items():
-        assert actual[name].dtype == want.dtype, name
-        np.testing.assert_allclose(actual[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def region_names(model: CompiledModel) -> list[str]:
@@ -86,7 +74,7 @@ def test_example_target_matches_onnxruntime(kind, example_targets, example_model
 
     for seed in range(3):
         feeds = random_inputs(model, seed)
-        assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+        assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 def test_json_target_keeps_the_composite_as_one_node(example_targets, example_model):
@@ -122,7 +110,7 @@ def test_random_dag_matches_onnxruntime(kind, seed, example_targets):
     assert on_host <= unsupported
     for feed_seed in range(2):
         feeds = random_inputs(model, feed_seed)
-        assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+        assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 # --- save, then load in a process that has only the runtime --------------------------
@@ -183,7 +171,7 @@ def test_saved_package_runs_in_a_fresh_process_without_the_codegen(
     else:
         assert runtime in loaded
     actual = {name: np.load(tmp_path / f"out_{i}.npy") for i, name in enumerate(expected)}
-    assert_outputs_match(actual, expected)
+    assert_outputs_close(actual, expected)
 
 
 # --- codegen and module failures fall back to the host ------------------------------
@@ -245,7 +233,7 @@ def test_failing_codegen_falls_back_to_the_host(case, example_targets, example_m
     assert "FELL BACK to host" in report.render()
     assert {s.kind for s in compiled.steps} == {"host"}
     feeds = random_inputs(model, seed=1)
-    assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 @pytest.mark.parametrize("case", list(FAILURES))
@@ -297,7 +285,7 @@ def test_module_failure_raises_step_error_and_the_next_run_works(
     assert "input x holds a non-finite value at element 10" in message
     assert error.__cause__ is not None and error.__cause__.status == 2  # INVALID_ARGUMENT
 
-    assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 def test_vendor_runtime_failure_raises_step_error(example_targets, example_model):
@@ -329,7 +317,7 @@ def test_vendor_runtime_failure_raises_step_error(example_targets, example_model
     assert "step 0 (external) failed: ValueError: picky: the first element is negative" in str(
         raised.value)
     feeds["x"][0, 0] = 1.0
-    assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 # --- concurrency ----------------------------------------------------------------------
@@ -347,7 +335,7 @@ def test_threads_share_one_compiled_model(kind, example_targets, example_model):
     def work(index: int) -> int:
         start.wait()
         for _ in range(25):
-            assert_outputs_match(compiled.run(cases[index]), expected[index])
+            assert_outputs_close(compiled.run(cases[index]), expected[index])
         return index
 
     with ThreadPoolExecutor(threads) as pool:
@@ -438,7 +426,7 @@ def test_feeds_may_be_non_contiguous(json_model, example_model):
     assert not feeds["y"].flags.c_contiguous
     expected = run_onnxruntime(example_model(), {k: np.ascontiguousarray(v)
                                                  for k, v in feeds.items()})
-    assert_outputs_match(json_model.run(feeds), expected)
+    assert_outputs_close(json_model.run(feeds), expected)
 
 
 # --- input shapes -----------------------------------------------------------------------
@@ -463,7 +451,7 @@ def test_input_shapes_fix_a_dynamic_batch(example_targets):
     assert [r.status for r in compiled.report.regions] == ["compiled"]
     assert compiled.inputs[0].shape == (2, 4)
     feeds = {"x": np.arange(8, dtype=np.float32).reshape(2, 4) - 3}
-    assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
     with pytest.raises(InputError, match=r"expected float32\(2, 4\)"):
         compiled.run({"x": np.zeros((3, 4), np.float32)})
 
@@ -493,7 +481,7 @@ def test_support_rules_leave_the_rest_on_the_host(example_targets):
     feeds = {"x": rng.standard_normal((2, 4)).astype(np.float32),
              "row": rng.standard_normal((1, 4)).astype(np.float32),
              "weight": rng.standard_normal((4, 4)).astype(np.float32)}
-    assert_outputs_match(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
 
 @pytest.fixture
@@ -576,8 +564,8 @@ def test_two_models_with_equal_sources_keep_their_own_constants(example_targets)
     compiled_first = build(first, [target])
     compiled_second = build(second, [target])  # same C source: the constants differ
     feeds = {"x": np.array([[1.0, 2.0]], np.float32)}
-    assert_outputs_match(compiled_second.run(feeds), run_onnxruntime(second, feeds))
-    assert_outputs_match(compiled_first.run(feeds), run_onnxruntime(first, feeds))
+    assert_outputs_close(compiled_second.run(feeds), run_onnxruntime(second, feeds))
+    assert_outputs_close(compiled_first.run(feeds), run_onnxruntime(first, feeds))
 
 
 def test_region_ops_expand_composites_with_region_level_keys():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 from collections.abc import Iterator
 
@@ -23,18 +22,6 @@ from reference_backends.cpu.lower import plan
 from reference_backends.cpu.target import target as cpu_target
 
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _module_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Compiled modules go to one cache for the session (and never to the user's)."""
-    previous = os.environ.get("BYOC_CACHE_DIR")
-    os.environ["BYOC_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "byoc-cpu-cache")
-    yield
-    if previous is None:
-        os.environ.pop("BYOC_CACHE_DIR", None)
-    else:
-        os.environ["BYOC_CACHE_DIR"] = previous
 
 
 def assert_matches(model: onnx.ModelProto, compiled: byoc.CompiledModel,

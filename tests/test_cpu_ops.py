@@ -9,8 +9,7 @@ match onnxruntime on the original model within rtol 1e-4.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -21,18 +20,6 @@ import byoc_sdk as byoc
 from byoc_sdk.testing import run_onnxruntime
 
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _module_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Compiled modules go to one cache for the session (and never to the user's)."""
-    previous = os.environ.get("BYOC_CACHE_DIR")
-    os.environ["BYOC_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "byoc-cpu-cache")
-    yield
-    if previous is None:
-        os.environ.pop("BYOC_CACHE_DIR", None)
-    else:
-        os.environ["BYOC_CACHE_DIR"] = previous
 
 
 class Net:

@@ -24,20 +24,9 @@ from byoc_sdk import ByocError, CompiledModel, PackageError, build
 from byoc_sdk import vendor_runtime as vendor_runtime_module
 from byoc_sdk.model_zoo import random_inputs
 from byoc_sdk.package import FORMAT, FORMAT_VERSION, platform_tag
-from byoc_sdk.testing import run_onnxruntime
+from byoc_sdk.testing import assert_outputs_close, run_onnxruntime
 
 KINDS = ["c_source", "json", "binary"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(build_cache_dir):
-    return build_cache_dir
-
-
-def assert_outputs_match(actual: dict, expected: dict) -> None:
-    assert set(actual) == set(expected)
-    for name, want in expected.items():
-        np.testing.assert_allclose(actual[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def read_members(path: Path) -> dict[str, bytes]:
@@ -146,7 +135,7 @@ def test_load_in_process_runs_like_the_build(kind, saved):
     loaded = CompiledModel.load(path)
     assert [s.name for s in loaded.steps] == [s.name for s in compiled.steps]
     feeds = random_inputs(model, seed=5)
-    assert_outputs_match(loaded.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(loaded.run(feeds), run_onnxruntime(model, feeds))
 
 
 def test_equal_constants_are_stored_once(example_targets, tmp_path):
@@ -191,7 +180,7 @@ def test_equal_constants_are_stored_once(example_targets, tmp_path):
     assert locations and set(locations) == {f"constants/{sha}.bin"}
 
     feeds = {"x": np.random.default_rng(1).standard_normal((2, 16)).astype(np.float32)}
-    assert_outputs_match(CompiledModel.load(path).run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(CompiledModel.load(path).run(feeds), run_onnxruntime(model, feeds))
 
 
 def _tensors(proto: onnx.ModelProto):
@@ -307,7 +296,7 @@ def test_missing_platform_library_is_rebuilt_from_sources(saved, tmp_path, monke
     assert len(rebuilt) == 2
     assert {str(r.library) for r in loaded.package.regions} == {str(p) for p in rebuilt}
     feeds = random_inputs(model, seed=2)
-    assert_outputs_match(loaded.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(loaded.run(feeds), run_onnxruntime(model, feeds))
 
 
 def test_missing_vendor_runtime_is_a_clear_error(saved, monkeypatch):
@@ -340,7 +329,7 @@ def test_loaded_package_saves_again(saved, tmp_path):
     again = CompiledModel.load(path).save(tmp_path / "again.byoc")
     reloaded = CompiledModel.load(again)
     feeds = random_inputs(model, seed=4)
-    assert_outputs_match(reloaded.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(reloaded.run(feeds), run_onnxruntime(model, feeds))
     first = json.loads(read_members(path)["manifest.json"])
     second = json.loads(read_members(again)["manifest.json"])
     assert set(first["members"]) == set(second["members"])
@@ -370,7 +359,7 @@ def test_package_with_a_fallback_region(example_targets, example_model, tmp_path
     loaded = CompiledModel.load(path)
     assert [s.target for s in loaded.steps] == ["jsondemo", "host"]
     feeds = random_inputs(model, seed=6)
-    assert_outputs_match(loaded.run(feeds), run_onnxruntime(model, feeds))
+    assert_outputs_close(loaded.run(feeds), run_onnxruntime(model, feeds))
 
 
 # --- known bugs -----------------------------------------------------------------------------------

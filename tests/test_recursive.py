@@ -34,13 +34,6 @@ FEATURES = 6
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BYOC_CACHE_DIR", str(tmp_path_factory.mktemp("byoc-cache")))
-        yield
-
-
 def make(name: str) -> RecursiveModel:
     if name == "DAG-RNN":
         return SHIPPED[name](HIDDEN, FEATURES)

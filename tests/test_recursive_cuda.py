@@ -30,13 +30,6 @@ def _has_gpu() -> bool:
         return False
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BYOC_CACHE_DIR", str(tmp_path_factory.mktemp("byoc-cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def kernels():
     """TreeLSTM (two state components, stacked siblings, vocabulary tables) and DAG-RNN
