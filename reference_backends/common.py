@@ -429,3 +429,30 @@ def nonempty_check(node: NodeInfo) -> CheckResult:
         if tensor is not None and tensor.shape is not None and 0 in tensor.shape:
             return "empty tensors (a zero dimension) are not supported"
     return True
+
+
+def declare_float_kernels(target: Target) -> None:
+    """The support the source-codegen targets (cpu, cuda) share, on float32 tensors of
+    static shape: convolution, GEMM, elementwise ops, pooling, reductions, Softmax,
+    LayerNormalization, the metadata-only reshapes, and the standard composites."""
+    f = FLOAT32
+    target.support("Conv", dtypes=f, static_shapes=True,
+                   note="2-D; groups, depthwise, pads, strides, dilations, any auto_pad",
+                   )(conv2d_check())
+    target.support("Gemm", "MatMul", dtypes=f, static_shapes=True)
+    target.support("BatchNormalization", dtypes=f, static_shapes=True,
+                   note="inference mode")(batchnorm_inference_check)
+    target.support(*BINARY_OPS, *UNARY_OPS, dtypes=f, static_shapes=True)
+    target.support("MaxPool", "AveragePool", dtypes=f, static_shapes=True,
+                   note="2-D, no indices output")(pool2d_check())
+    target.support("GlobalAveragePool", dtypes=f, static_shapes=True,
+                   note="2-D")(spatial_rank_check(2, "pooling"))
+    target.support(*REDUCE_OPS, dtypes=f, const_inputs=(1,), static_shapes=True)
+    target.support("Softmax", dtypes=f, static_shapes=True)
+    target.support("LayerNormalization", dtypes=f, static_shapes=True,
+                   note="normalized output only")(layernorm_check)
+    # Metadata only: they change no data, so their shape inputs must be constants.
+    target.support("Reshape", "Squeeze", "Unsqueeze", dtypes=f, const_inputs=(1,),
+                   static_shapes=True)
+    target.support("Flatten", dtypes=f, static_shapes=True)
+    declare_composites(target)
