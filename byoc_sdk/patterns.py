@@ -362,7 +362,13 @@ def _schema_default(op_type: str, domain: str, opset: int | None, name: str) -> 
     attribute = schema.attributes.get(name)
     if attribute is None or attribute.default_value.type == onnx.AttributeProto.UNDEFINED:
         return _MISSING
-    return onnx.helper.get_attribute_value(attribute.default_value)
+    value = onnx.helper.get_attribute_value(attribute.default_value)
+    # Protobuf keeps strings as bytes; onnx_ir (and patterns) use str.
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [v.decode() if isinstance(v, bytes) else v for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

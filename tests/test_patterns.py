@@ -241,3 +241,11 @@ def test_a_higher_priority_target_wins_even_when_a_lower_ones_pattern_roots_furt
     MergeCompositePass([high, low])(model)
     calls = {n.name: n.domain for n in model.graph if composite_of(n) is not None}
     assert calls == {"mm_add_0": "byoc.high.composite"}
+
+
+def test_string_attrs_compare_with_the_schema_default_too(make_target):
+    # CONV leaves auto_pad out: its default is the string "NOTSET".
+    target = make_target("acc", [])
+    target.pattern("conv_relu", op("Relu", op("Conv", any_input(), const(), const(),
+                                             attrs={"auto_pad": "NOTSET"})))
+    assert composites(CONV, target) == {"conv_relu_0": ["conv", "relu"]}

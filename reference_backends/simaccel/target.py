@@ -1,9 +1,9 @@
 """simaccel: a simulated accelerator, the bundled example of a small NPU.
 
-A weight-stationary 16x16 systolic array (float32, and int8 with int32 accumulation) runs
-Conv, Gemm and MatMul; a vector unit runs elementwise ops, activations and pooling; 512 KiB
-of SRAM holds the tiles in flight (see :mod:`reference_backends.simaccel.limits`). Every
-shape must be known at build time.
+A weight-stationary 16x16 systolic array runs Conv, Gemm and MatMul; a vector unit runs
+elementwise ops, activations and pooling; 512 KiB of SRAM holds the tiles in flight (see
+:mod:`reference_backends.simaccel.limits`). Every shape must be known at build time. The
+compiler handles float32; the chip's int8 units (int32 accumulation) are not used yet.
 
 This module is the chip's support table: which ops and fused patterns its compiler
 handles, and why it declines the rest. The compiler (:mod:`.compiler`) is loaded on the
@@ -41,8 +41,8 @@ target = Target(
     "simaccel",
     version="0.1.0",
     vendor="byoc",
-    description="Simulated accelerator: 16x16 weight-stationary systolic array (float32, "
-    "int8 with int32 accumulation), vector unit, 512 KiB SRAM",
+    description="Simulated accelerator: 16x16 weight-stationary systolic array, vector unit, "
+    "512 KiB SRAM (float32; the chip's int8 is not compiled yet)",
     priority=10,
     merge_style="regions",
     constants="bind",
