@@ -99,7 +99,8 @@ def block_model(separators: int, channels: int, side: int) -> onnx.ModelProto:
     inits.append(numpy_helper.from_array(np.array([1, channels, side, side], np.int64), "shape4"))
     shape3 = "shape3"
     blocks = 36
-    cut_after = set(np.linspace(0, blocks, separators + 2, dtype=int)[1:-1]) if separators else set()
+    cuts = np.linspace(0, blocks, separators + 2, dtype=int)[1:-1] if separators else []
+    cut_after = set(cuts)
     x = "input"
     for b in range(blocks):
         p = f"b{b}"
