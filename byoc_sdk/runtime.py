@@ -79,6 +79,16 @@ class Profile:
             row["ms"] += event["dur"] / 1000
         return dict(totals)
 
+    def region_stats(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Per region: its target and the statistics its runtime reported for its last
+        run (cycles, bytes moved...), for regions whose runtime reports any."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for event in self.events:
+            stats = {k: v for k, v in event["args"].items() if k not in _EVENT_KEYS}
+            if stats:
+                found[event["name"]] = (event["cat"], stats)
+        return found
+
     def render_summary(self) -> str:
         rows = self.summary()
         total = sum(r["ms"] for r in rows.values()) or 1.0
@@ -86,6 +96,14 @@ class Profile:
         for target, row in sorted(rows.items(), key=lambda kv: -kv[1]["ms"]):
             lines.append(f"{target:<12}{int(row['calls']):>10}{row['ms']:>12.3f}"
                          f"{row['ms'] / total:>8.1%}")
+        stats = self.region_stats()
+        if stats:
+            lines.append("")
+            lines.append("runtime statistics (last run of each region):")
+            for region, (target, values) in stats.items():
+                lines.extend(_wrap(f"  {region} ({target}):", [
+                    f"{key} {_number(value)}" for key, value in values.items()
+                ]))
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> None:
@@ -202,6 +220,30 @@ class CompiledModel:
         from byoc_sdk.package import load_package
 
         return load_package(Path(path), host_threads)
+
+
+#: Event arguments byoc sets itself; everything else came from a runtime's stats().
+_EVENT_KEYS = frozenset({"step", "run", "kind"})
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def _wrap(head: str, items: list[str], width: int = 96) -> list[str]:
+    """``head`` then ``items``, two spaces apart, in lines of at most ``width``."""
+    lines, line = [], head
+    for item in items:
+        if len(line) + 2 + len(item) > width and line.strip():
+            lines.append(line)
+            line = "     "
+        line += "  " + item
+    lines.append(line)
+    return lines
 
 
 def _describe(exc: BaseException) -> str:

@@ -106,3 +106,21 @@ def test_cli_build_and_run_with_check(tmp_path, capsys):
     assert main(["run", str(package), "--random-inputs", "--check"]) == 0
     out = capsys.readouterr().out
     assert "simaccel" in out and "ok" in out and "MISMATCH" not in out
+
+
+def test_run_summary_reports_the_simulators_statistics():
+    """Each run's statistics appear in the profile summary `byoc run` prints."""
+    from byoc_sdk import Profile
+
+    model = model_zoo.small_cnn()
+    compiled = build(model, ["simaccel"], strict=True)
+    profile = Profile()
+    compiled.run(random_feeds(model), profile=profile)
+    stats = profile.region_stats()
+    (region,) = stats
+    target, values = stats[region]
+    assert target == "simaccel"
+    assert values["cycles"] > 0 and 0 < values["mac_utilization"] <= 1
+    assert {"dram_bytes", "sram_peak_bytes"} <= set(values)
+    summary = profile.render_summary()
+    assert "runtime statistics" in summary and f"{values['cycles']:,}" in summary
