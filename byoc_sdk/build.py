@@ -25,8 +25,8 @@ from byoc_sdk.codegen import (
     TensorSpec,
     spec_of,
 )
-from byoc_sdk.content_hash import SHA256_KEY, content_hash
-from byoc_sdk.errors import ByocError
+from byoc_sdk.content_hash import constant_hash
+from byoc_sdk.errors import ByocError, describe_exception
 from byoc_sdk.loader import ModelSource, load_model
 from byoc_sdk.modules import assemble, region_runner
 from byoc_sdk.node_info import dtype_name, is_constant
@@ -115,7 +115,7 @@ def build(
         report=BuildReport(result.report, regions, seconds),
     )
     say("schedule")
-    return assemble(contents, runners=runners, host_threads=host_threads)
+    return assemble(contents, runners=runners, host_threads=host_threads, model=partitioned)
 
 
 def _generate(
@@ -160,7 +160,7 @@ def _generate(
         outcome.reason = f"invalid artifact: {exc}"
         return region, outcome
     except Exception as exc:  # a vendor codegen can fail in any way; the build goes on
-        outcome.reason = f"codegen raised {_describe(exc)}"
+        outcome.reason = f"codegen raised {describe_exception(exc)}"
         return region, outcome
     finally:
         outcome.seconds = time.perf_counter() - start
@@ -169,10 +169,6 @@ def _generate(
     return region, outcome
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
 
 def _bound_constants(function: ir.Function) -> dict[str, Constant]:
     constants = {}
@@ -180,7 +176,7 @@ def _bound_constants(function: ir.Function) -> dict[str, Constant]:
         if node.op_type == "Constant" and not node.inputs and "value" in node.attributes:
             value = node.outputs[0]
             tensor = node.attributes["value"].value
-            sha = value.metadata_props.get(SHA256_KEY) or content_hash(tensor)
+            sha = constant_hash(value, tensor)
             spec = TensorSpec(value.name, dtype_name(tensor.dtype),
                               tuple(int(d) for d in tensor.shape.numpy()), sha)
             constants[value.name] = Constant(value.name, sha, spec, tensor)
@@ -217,7 +213,7 @@ def _load_modules(regions: list[RegionBuild], store: Mapping) -> dict[str, tuple
             runners[region.name] = region_runner(region, store)
         except Exception as exc:  # the native loader or a vendor runtime refused it
             region.status = "fallback"
-            region.reason = f"module failed to load: {_describe(exc)}"
+            region.reason = f"module failed to load: {describe_exception(exc)}"
     return runners
 
 
@@ -229,7 +225,7 @@ def _step_constants(model: ir.Model, compiled: set[str], store: dict) -> dict[st
             continue
         for value in call.inputs:
             if value is not None and is_constant(value):
-                sha = value.metadata_props.get(SHA256_KEY) or content_hash(value.const_value)
+                sha = constant_hash(value)
                 store[sha] = value.const_value.numpy()
                 found[value.name] = sha
     return found

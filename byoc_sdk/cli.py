@@ -155,6 +155,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _feeds(args: argparse.Namespace, compiled) -> dict:
     import numpy as np
 
+    from byoc_sdk.testing import random_array
+
     feeds = {}
     for item in args.input or []:
         name, sep, file = item.partition("=")
@@ -172,13 +174,7 @@ def _feeds(args: argparse.Namespace, compiled) -> dict:
             if any(d < 0 for d in spec.shape):
                 raise ByocError(f"input '{spec.name}' has a dynamic shape {spec.shape}; "
                                 "give it with --input NAME=FILE.npy")
-            dtype = spec.numpy_dtype
-            if dtype.kind == "f":
-                feeds[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
-            elif dtype.kind == "b":
-                feeds[spec.name] = rng.random(spec.shape) < 0.5
-            else:
-                feeds[spec.name] = rng.integers(0, 4, spec.shape).astype(dtype)
+            feeds[spec.name] = random_array(rng, spec.numpy_dtype, spec.shape)
     return feeds
 
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import onnx_ir as ir
 
-from byoc_sdk.content_hash import SHA256_KEY, content_hash
+from byoc_sdk.content_hash import SHA256_KEY, constant_hash
 from byoc_sdk.node_info import dtype_name, is_constant
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -180,9 +180,7 @@ def spec_of(value: ir.Value) -> TensorSpec | None:
     dtype = dtype_name(value.dtype)
     if dtype is None or shape is None or not shape.is_static():
         return None
-    sha = value.metadata_props.get(SHA256_KEY)
-    if sha is None and is_constant(value):
-        sha = content_hash(value.const_value)
+    sha = constant_hash(value) if is_constant(value) else value.metadata_props.get(SHA256_KEY)
     return TensorSpec(value.name or "", dtype, tuple(int(d) for d in shape.dims), sha)
 
 

@@ -21,3 +21,13 @@ def content_hash(tensor: ir.TensorProtocol) -> str:
     digest.update(f"{tensor.dtype.name}{tuple(tensor.shape.dims)}".encode())
     digest.update(tensor.tobytes())
     return digest.hexdigest()
+
+
+def constant_hash(value: ir.Value, tensor: ir.TensorProtocol | None = None) -> str:
+    """The content hash of a constant value (its ``const_value``, or ``tensor`` for a
+    Constant node's output): the one recorded on it, else computed now and recorded."""
+    digest = value.metadata_props.get(SHA256_KEY)
+    if digest is None:
+        digest = content_hash(tensor if tensor is not None else value.const_value)
+        value.metadata_props[SHA256_KEY] = digest
+    return digest

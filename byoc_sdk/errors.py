@@ -53,6 +53,12 @@ class ByocError(Exception):
         return f"{where}: {self.reason}" if where else self.reason
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` (or ``Type`` alone when it has no message), for reports."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class ModelLoadError(ByocError):
     """The model could not be read or is not a valid ONNX model."""
 

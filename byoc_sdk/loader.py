@@ -100,6 +100,11 @@ def _set_input_shapes(
         notes.append(f"input '{name}' fixed to shape {tuple(int(d) for d in shape)}")
 
 
+def attribute_graphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
+    """The subgraphs an attribute holds (an If branch, a Loop body...), if any."""
+    return [attr.g, *attr.graphs] if attr.HasField("g") else list(attr.graphs)
+
+
 def node_label(node: onnx.NodeProto, index: int) -> str:
     """How error messages name a node: its name, else its op type and position."""
     return node.name or f"#{index} ({node.op_type})"
@@ -194,7 +199,7 @@ def _dtypes_used(graph: onnx.GraphProto) -> Iterable[int]:
                 yield attr.sparse_tensor.values.data_type
             for tensor in attr.tensors:
                 yield tensor.data_type
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+            for sub in attribute_graphs(attr):
                 yield from _dtypes_used(sub)
 
 
@@ -250,7 +255,7 @@ def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
     """
     names: set[str] = set()
     for attr in node.attribute:
-        for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+        for sub in attribute_graphs(attr):
             for inner in sub.node:
                 names.update(n for n in inner.input if n)
                 names |= _subgraph_reads(inner)

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from byoc_sdk.testing import random_array
+
 __all__ = [
     "IR_VERSION",
     "OPSET",
@@ -543,10 +545,5 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray
             raise ValueError(f"input {value.name!r} does not have a static shape")
         shape = tuple(d.dim_value for d in tensor_type.shape.dim)
         dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = np.asarray(rng.random(shape) < 0.5)
-        else:
-            feeds[value.name] = np.zeros(shape, dtype=dtype)
+        feeds[value.name] = random_array(rng, dtype, shape, integers=None)
     return feeds

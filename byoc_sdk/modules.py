@@ -164,22 +164,26 @@ def assemble(
     source: str = "<build>",
     runners: Mapping[str, tuple] | None = None,
     host_threads: int = 0,
+    model=None,
 ):
     """A :class:`~byoc_sdk.runtime.CompiledModel` from build results (fresh or loaded).
 
     ``runners`` are regions' runners made already (by the build, which loads each
     module to check it); the others are made here. ``host_threads`` sets onnxruntime's
-    intra-op threads for host steps (0: its default, one per core).
+    intra-op threads for host steps (0: its default, one per core). ``model`` is the
+    ``onnx_ir`` form of ``contents.model`` when the caller has it (the build does), so it
+    is not parsed again.
     """
     import onnx_ir as ir
 
     from byoc_sdk.bulk import bulk_allocation
-    from byoc_sdk.errors import ByocError
+    from byoc_sdk.errors import ByocError, describe_exception
     from byoc_sdk.runtime import CompiledModel, Step
     from byoc_sdk.schedule import host_model, plan_steps
 
-    with bulk_allocation():
-        model = ir.from_proto(contents.model)
+    if model is None:
+        with bulk_allocation():
+            model = ir.from_proto(contents.model)
     compiled = {r.name: r for r in contents.regions if r.status == "compiled"}
     runners = dict(runners or {})
     for name, region in compiled.items():
@@ -188,7 +192,7 @@ def assemble(
         try:
             runners[name] = region_runner(region, contents.constants)
         except Exception as exc:  # the native loader or a vendor runtime refused it
-            reason = exc.reason if isinstance(exc, ByocError) else f"{type(exc).__name__}: {exc}"
+            reason = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
             raise ByocError(f"module failed to load: {reason}",
                             file=source, target=region.target, region=name) from exc
     initializers = {t.name for t in contents.model.graph.initializer}

@@ -38,6 +38,7 @@ import onnx
 
 from byoc_sdk.codegen import Artifact, Binary, CSource, JsonGraph, TensorSpec
 from byoc_sdk.errors import ByocError
+from byoc_sdk.loader import attribute_graphs
 from byoc_sdk.report import PartitionReport
 from byoc_sdk.vendor_runtime import RegionSignature
 
@@ -214,7 +215,7 @@ def _all_tensors(model: onnx.ModelProto):
                 if attr.HasField("t"):
                     yield attr.t
                 yield from attr.tensors
-                for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                for sub in attribute_graphs(attr):
                     yield from in_graph(sub)
 
     def in_graph(graph):

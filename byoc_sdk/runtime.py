@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from byoc_sdk.codegen import TensorSpec
-from byoc_sdk.errors import ByocError
+from byoc_sdk.errors import ByocError, describe_exception
 
 Runner = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 
@@ -155,7 +155,7 @@ class CompiledModel:
                 results = step.runner(args)
             except Exception as exc:  # a module or vendor runtime can fail in any way
                 raise StepError(
-                    f"step {step.index} ({step.kind}) failed: {_describe(exc)}",
+                    f"step {step.index} ({step.kind}) failed: {describe_exception(exc)}",
                     target=step.target, region=step.name,
                 ) from exc
             if profile is not None:
@@ -245,10 +245,6 @@ def _wrap(head: str, items: list[str], width: int = 96) -> list[str]:
     lines.append(line)
     return lines
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _plan_drops(steps: list[Step], outputs: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from byoc_sdk import versions
+from byoc_sdk.loader import attribute_graphs
 from partition.graph_index import GraphIndex, captured_values
 from partition.merge_regions import HOST, group
 
@@ -138,6 +139,6 @@ def _functions_used(proto: onnx.ModelProto, nodes) -> list[onnx.FunctionProto]:
             found[key] = functions[key]
             pending.extend(functions[key].node)
         for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+            for sub in attribute_graphs(attr):
                 pending.extend(sub.node)
     return list(found.values())

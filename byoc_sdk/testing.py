@@ -65,13 +65,26 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
         tensor = info.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-        if dtype == np.bool_:
-            feeds[info.name] = np.asarray(rng.random(shape) < 0.5)
-        elif np.issubdtype(dtype, np.integer):
-            feeds[info.name] = rng.integers(0, 4, shape).astype(dtype)
-        else:
-            feeds[info.name] = rng.standard_normal(shape).astype(dtype)
+        feeds[info.name] = random_array(rng, dtype, shape)
     return feeds
+
+
+def random_array(
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    shape,
+    integers: tuple[int, int] | None = (0, 4),
+) -> np.ndarray:
+    """Random values of ``dtype``: standard normal floats, fair-coin bools, integers drawn
+    from the half-open range ``integers`` (small: safe as indices), or zeros if ``None``."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return np.asarray(rng.random(shape) < 0.5)
+    if np.issubdtype(dtype, np.integer):
+        if integers is None:
+            return np.zeros(shape, dtype=dtype)
+        return rng.integers(*integers, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
 
 
 def assert_equivalent(

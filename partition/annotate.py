@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
-from byoc_sdk.errors import ByocError
+from byoc_sdk.errors import ByocError, describe_exception
 from byoc_sdk.node_info import NodeInfo
 from byoc_sdk.target import Target
 from partition.decision import DECISION_KEY, Decision, composite_of
@@ -68,5 +68,5 @@ def _check(target: Target, info: NodeInfo) -> str | None:
     try:
         return target.check(info)
     except Exception as exc:  # a vendor check can fail in any way
-        text = exc.reason if isinstance(exc, ByocError) else f"{type(exc).__name__}: {exc}"
+        text = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
         return f"{target.name}'s check of {info.op_type} failed ({text})"

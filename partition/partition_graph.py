@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
-from byoc_sdk.content_hash import SHA256_KEY, content_hash
+from byoc_sdk.content_hash import constant_hash
 from byoc_sdk.node_info import is_constant
 from byoc_sdk.target import Target
 from partition.decision import DECISION_KEY, HOST, composite_of, decision_of
@@ -54,8 +54,7 @@ class PartitionGraphPass(ir.passes.InPlacePass):
                 v for node in plan.nodes for v in node.inputs if v is not None and is_constant(v)
             }
             for value in constants:
-                if SHA256_KEY not in value.metadata_props:
-                    value.metadata_props[SHA256_KEY] = content_hash(value.const_value)
+                constant_hash(value)  # recorded on the value for the constant store
             bind = constants if target.constants == "bind" else set()
             call = outline(model, plan.nodes, domain=target.domain, name=plan.name, bind=bind)
             call.metadata_props["byoc.target"] = target.name
