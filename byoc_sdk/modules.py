@@ -7,6 +7,7 @@ verified the files), so a model runs the same way either way.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,16 @@ def native_runner(
     if function.has_init:
         function.init(list(constants))
     return function
+
+
+class NativeStats:
+    """A compiled module's ``<entry>_stats`` counters, as a profile reads them."""
+
+    def __init__(self, function) -> None:
+        self._function = function
+
+    def stats(self) -> Mapping[str, Any]:
+        return json.loads(self._function.stats())
 
 
 def vendor_runner(
@@ -153,7 +164,8 @@ def region_runner(region, store: Mapping[str, np.ndarray]) -> tuple[Runner, Any]
             # Built on another platform: rebuild from the sources kept in the package.
             region.library = Toolchain().compile(CompileJob(region.name, region.target, artifact))
         init = [named[name] for name in artifact.constants]
-        return native_runner(str(region.library), artifact, region.signature, init), None
+        function = native_runner(str(region.library), artifact, region.signature, init)
+        return function, (NativeStats(function) if function.has_stats else None)
     listed = {name: named[name] for name in artifact.constants}
     runner, runtime = vendor_runner(artifact, region.signature, listed)
     return runner, runtime

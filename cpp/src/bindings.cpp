@@ -66,7 +66,10 @@ PYBIND11_MODULE(_native, m) {
       .def("call_into", &byoc::Function::CallInto, py::arg("inputs"), py::arg("outputs"),
            "Run the region writing into caller-provided output arrays.")
       .def_property_readonly("entry", &byoc::Function::entry)
-      .def_property_readonly("has_init", &byoc::Function::has_init);
+      .def_property_readonly("has_init", &byoc::Function::has_init)
+      .def_property_readonly("has_stats", &byoc::Function::has_stats)
+      .def("stats", &byoc::Function::Stats,
+           "The JSON text of the module's <entry>_stats counters.");
 
   for (const auto& [name, binder] : byoc::Binders()) {
     py::module_ sub = m.def_submodule(name);

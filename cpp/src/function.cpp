@@ -55,8 +55,20 @@ Function::Function(std::shared_ptr<Library> library, const std::string& entry,
       fn_(reinterpret_cast<byoc_entry_fn>(library_->Require(entry))),
       init_(reinterpret_cast<byoc_init_fn>(library_->Find(entry + "_init"))),
       release_(reinterpret_cast<byoc_release_fn>(library_->Find(entry + "_release"))),
+      stats_(reinterpret_cast<byoc_stats_fn>(library_->Find(entry + "_stats"))),
       inputs_(std::move(inputs)),
       outputs_(std::move(outputs)) {}
+
+std::string Function::Stats() const {
+  if (stats_ == nullptr) throw std::logic_error(entry_ + " exports no _stats function");
+  std::vector<char> text(4096);
+  const int32_t status = stats_(text.data(), text.size());
+  if (status != BYOC_OK) {
+    throw ModuleError(status, entry_ + "_stats failed (status " + std::to_string(status) + ")");
+  }
+  text.back() = '\0';
+  return std::string(text.data());
+}
 
 Function::~Function() {
   if (initialized_ && release_ != nullptr) release_();

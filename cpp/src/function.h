@@ -60,6 +60,9 @@ class Function {
 
   const std::string& entry() const { return entry_; }
   bool has_init() const { return init_ != nullptr; }
+  bool has_stats() const { return stats_ != nullptr; }
+  // The JSON text <entry>_stats writes; throws when the module has none or it fails.
+  std::string Stats() const;
 
   ~Function();
 
@@ -76,6 +79,7 @@ class Function {
   byoc_entry_fn fn_;
   byoc_init_fn init_;
   byoc_release_fn release_;
+  byoc_stats_fn stats_;
   std::vector<TensorSpec> inputs_;
   std::vector<TensorSpec> outputs_;
   py::list constants_;  // the init buffers must outlive the module's use of them

@@ -163,8 +163,8 @@ def _state(entry: str, module: ModuleContext) -> str:
                  "int32_t num_constants, char* error, size_t error_size)")
     with w.block(signature):
         count = len(module.constants)
-        _check_count(w, "num_constants", count, f"{entry}_init takes {count} constants")
-        _check_tensors(w, "constants", module.constants, f"{entry}_init: constant")
+        check_count(w, "num_constants", count, f"{entry}_init takes {count} constants")
+        check_tensors(w, "constants", module.constants, f"{entry}_init: constant")
         w.line("pthread_mutex_lock(&byoc_lock);")
         w.line("int32_t status = BYOC_OK;")
         with w.block("if (byoc_refs == 0)"):
@@ -183,12 +183,12 @@ def _state(entry: str, module: ModuleContext) -> str:
     return w.text()
 
 
-def _check_count(w: CWriter, variable: str, count: int, message: str) -> None:
+def check_count(w: CWriter, variable: str, count: int, message: str) -> None:
     with w.block(f"if ({variable} != {count})"):
         w.line(f'return byoc_fail(error, error_size, BYOC_INVALID_ARGUMENT, "{message}");')
 
 
-def _check_tensors(w: CWriter, array: str, tensors: list[Tensor], what: str) -> None:
+def check_tensors(w: CWriter, array: str, tensors: list[Tensor], what: str) -> None:
     for index, tensor in enumerate(tensors):
         shape = tensor.shape
         w.line(f"static const int64_t {array}_shape{index}[] = "
@@ -219,10 +219,10 @@ def _entry(entry: str, program: Program, storage: _Storage, calls: list[str],
         body.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
                   f'before {entry}_init");')
     n_in, n_out = len(graph.inputs), len(graph.outputs)
-    _check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
-    _check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
-    _check_tensors(body, "inputs", graph.inputs, f"{entry}: input")
-    _check_tensors(body, "outputs", graph.outputs, f"{entry}: output")
+    check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
+    check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
+    check_tensors(body, "inputs", graph.inputs, f"{entry}: input")
+    check_tensors(body, "outputs", graph.outputs, f"{entry}: output")
     threads = program.region.threads
     body.line("int threads = omp_get_max_threads();")
     if threads:

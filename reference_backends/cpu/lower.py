@@ -14,6 +14,7 @@ the result is then never stored, only the chain's end is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,7 +54,7 @@ def plan(region: Region) -> Program:
     params = region_params(region.options)
     graph = read_region(region)
     fold_batchnorms(graph)
-    kernels = make_kernels(graph, params)
+    kernels = make_kernels(graph, lambda op: lower_op(op, params))
     program = Program(graph, kernels, params)
     place_tensors(program)
     return program
@@ -101,15 +102,16 @@ def _foldable(conv: Op | None, bn: Op) -> bool:
 # --- kernels and fusion --------------------------------------------------------------
 
 
-def make_kernels(graph: RegionGraph, params: RegionParams) -> list[Kernel]:
-    """One kernel per op that needs code, each with its fused elementwise chain."""
+def make_kernels(graph: RegionGraph, lower: Callable[[Op], Kernel]) -> list[Kernel]:
+    """One kernel per op that needs code (made by ``lower``), each with its fused
+    elementwise chain. The cuda generator shares this with its own ``lower``."""
     kernels: list[Kernel] = []
     made: set[Tensor] = set()
     absorbed: set[Op] = set()
     for op in graph.ops:
         if op in absorbed or is_folded(op):
             continue
-        kernel = lower_op(op, params)
+        kernel = lower(op)
         _absorb_chain(kernel, made, absorbed)
         kernels.append(kernel)
         made.add(kernel.output)
@@ -162,10 +164,10 @@ def place_tensors(program: Program) -> None:
             lifetimes.append((root, index, max(index, last_use.get(root, index))))
         for temporary in kernel.temporaries():
             lifetimes.append((temporary, index, index))
-    program.offsets, program.workspace_bytes = _pack(lifetimes)
+    program.offsets, program.workspace_bytes = pack_lifetimes(lifetimes)
 
 
-def _pack(lifetimes: list[tuple[Tensor, int, int]]) -> tuple[dict[Tensor, int], int]:
+def pack_lifetimes(lifetimes: list[tuple[Tensor, int, int]]) -> tuple[dict[Tensor, int], int]:
     """Offsets for tensors alive over ``[first, last]`` kernels: largest first, each at
     the lowest offset that overlaps no tensor alive at the same time."""
     placed: list[tuple[int, int, int, int]] = []  # offset, end, first, last

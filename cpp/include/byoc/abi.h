@@ -8,6 +8,7 @@
  *                                              -- one per region, named by the artifact
  *   int32_t <entry>_init(constants, n, error, error_size);   -- optional
  *   void    <entry>_release(void);                           -- optional
+ *   int32_t <entry>_stats(char* text, size_t size);          -- optional
  *
  * The loader refuses a module whose byoc_abi_version() differs from its own.
  *
@@ -23,6 +24,9 @@
  *  - _init is called once, after loading and before any entry call, with the region's
  *    constants in the order the artifact lists them. The constant buffers stay valid
  *    until _release (if any) has run.
+ *  - _stats writes a NUL-terminated JSON object of counters about the module's calls so
+ *    far (copies, bytes, kernel time...) into text and returns BYOC_OK, or BYOC_ERROR
+ *    when size is too small. Profiles show these numbers per region.
  */
 #ifndef BYOC_ABI_H_
 #define BYOC_ABI_H_
@@ -79,6 +83,7 @@ typedef int32_t (*byoc_entry_fn)(const byoc_tensor* inputs, int32_t num_inputs,
 typedef int32_t (*byoc_init_fn)(const byoc_tensor* constants, int32_t num_constants,
                                 char* error, size_t error_size);
 typedef void (*byoc_release_fn)(void);
+typedef int32_t (*byoc_stats_fn)(char* text, size_t size);
 
 #if defined(_WIN32)
 #define BYOC_EXPORT __declspec(dllexport)

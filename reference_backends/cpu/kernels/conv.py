@@ -47,7 +47,7 @@ def bias_step(owner: Op, tensor: Tensor, rank: int) -> Step:
     return Step(add, [None, Operand(tensor, (tensor.size,) + (1,) * (rank - 2))])
 
 
-def _bias_steps(op: Op) -> list[Step]:
+def bias_steps(op: Op) -> list[Step]:
     """The bias, or the folded BN shift, as the first epilogue step."""
     folded = op.attr("byoc.bias")
     if folded is not None:
@@ -397,7 +397,7 @@ def conv_kernel(op: Op, region: RegionParams) -> Kernel:
                                "channel per group")
     if params.algorithm == "implicit" and (window.sh, window.sw) != (1, 1):
         raise UnsupportedError(f"Conv {op.name!r}: algorithm 'implicit' needs stride 1")
-    epilogue = Epilogue(op.output, _bias_steps(op))
+    epilogue = Epilogue(op.output, bias_steps(op))
     if params.algorithm == "depthwise":
         return DepthwiseKernel(op, epilogue, params, window=window)
     padded = None
@@ -498,5 +498,5 @@ def conv_transpose_kernel(op: Op, region: RegionParams) -> Kernel:
     if params.mc % params.mr:  # units of work hold whole register tiles
         params = dataclasses.replace(params, mc=_round_up(params.mc, params.mr))
     col = Tensor(f"{op.name}/col", (rows, x.shape[2] * x.shape[3]), "float32")
-    epilogue = Epilogue(op.output, _bias_steps(op))
+    epilogue = Epilogue(op.output, bias_steps(op))
     return ConvTransposeKernel(op, epilogue, params, window=window, col=col)

@@ -394,7 +394,7 @@ class GemmKernel(Kernel):
 # --- lowering Gemm and MatMul ------------------------------------------------------
 
 
-def _broadcast_offsets(out_batch: Sequence[int], batch: Sequence[int],
+def broadcast_offsets(out_batch: Sequence[int], batch: Sequence[int],
                        matrix_size: int) -> tuple[int, ...]:
     """Element offset of each output batch's matrix in an operand with batch dims
     ``batch`` (broadcast numpy-style to ``out_batch``)."""
@@ -418,8 +418,8 @@ def matmul_kernel(op: Op, region: RegionParams) -> GemmKernel:
     m, k = a_shape[-2:]
     n = b_shape[-1]
     out_batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
-    a_view = MatrixView(a, k, 1, _broadcast_offsets(out_batch, a_shape[:-2], m * k))
-    b_view = MatrixView(b, n, 1, _broadcast_offsets(out_batch, b_shape[:-2], k * n))
+    a_view = MatrixView(a, k, 1, broadcast_offsets(out_batch, a_shape[:-2], m * k))
+    b_view = MatrixView(b, n, 1, broadcast_offsets(out_batch, b_shape[:-2], k * n))
     nb = len(out_batch)
     m_axis = None if a.rank == 1 else nb
     n_axis = None if b.rank == 1 else nb + (0 if m_axis is None else 1)
@@ -437,7 +437,7 @@ def gemm_kernel(op: Op, region: RegionParams) -> GemmKernel:
     b_view = MatrixView(b, 1, k, (0,)) if trans_b else MatrixView(b, n, 1, (0,))
     steps: list[Step] = []
     if alpha != 1.0 and not b.is_const:
-        steps.append(_scalar_step(op, "Mul", alpha))
+        steps.append(scalar_step(op, "Mul", alpha))
     if c is not None and beta != 0.0:
         scaled = Op(f"{op.name}/beta", "byoc.AddScaled", [None, c], [op.output],
                     {"beta": beta}, op.opset)
@@ -446,7 +446,7 @@ def gemm_kernel(op: Op, region: RegionParams) -> GemmKernel:
                  alpha if b.is_const else 1.0, steps)
 
 
-def _scalar_step(op: Op, op_type: str, value: float) -> Step:
+def scalar_step(op: Op, op_type: str, value: float) -> Step:
     const = Tensor(f"{op.name}/{op_type.lower()}", (), "float32",
                    value=np.asarray(value, np.float32))
     synthetic = Op(f"{op.name}/{op_type.lower()}", op_type, [None, const], [op.output], {},

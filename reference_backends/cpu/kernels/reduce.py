@@ -66,7 +66,7 @@ class Combine:
     finish: Callable[[str], str]
 
 
-def _combine(op_type: str, count: int) -> Combine:
+def combine_for(op_type: str, count: int) -> Combine:
     if op_type == "ReduceMax":
         return Combine("(-INFINITY)", lambda a, v: f"byoc_maxf({a}, {v})", "max",
                        lambda a: a)
@@ -88,7 +88,7 @@ class ReduceKernel(Kernel):
         groups = runs(x.shape, set(self.axes))
         kept = [g for g in groups if not g.reduced]
         count = int(np.prod([x.shape[a] for a in self.axes], dtype=np.int64))
-        combine = _combine(self.root.op_type, count)
+        combine = combine_for(self.root.op_type, count)
         out_strides = strides_of([g.extent for g in kept])
         names = {id(g): f"k{i}" for i, g in enumerate(kept)}
         names.update({id(g): f"r{i}" for i, g in enumerate(groups) if g.reduced})
@@ -149,7 +149,7 @@ def _loops(w: CWriter, groups: Sequence[Run], names: dict[int, str],
         yield
 
 
-def _axes(op: Op) -> tuple[int, ...] | None:
+def reduced_axes(op: Op) -> tuple[int, ...] | None:
     """The reduced axes (normalized), or ``None`` when the op keeps its input as is."""
     rank = op.inputs[0].rank
     if op.op_type == "GlobalAveragePool":
@@ -169,7 +169,7 @@ def _axes(op: Op) -> tuple[int, ...] | None:
 
 def reduce_kernel(op: Op, params: LoopSchedule) -> Kernel:
     """ReduceMean/Sum/Max over constant axes (keepdims either way); GlobalAveragePool."""
-    axes = _axes(op)
+    axes = reduced_axes(op)
     if axes is None:
         axes = ()
     if op.op_type == "GlobalAveragePool":
@@ -180,7 +180,7 @@ def reduce_kernel(op: Op, params: LoopSchedule) -> Kernel:
 # --- Softmax and LayerNormalization ----------------------------------------------------
 
 
-def _rows(shape: Sequence[int], first: int, last: int) -> tuple[int, int, int]:
+def row_extents(shape: Sequence[int], first: int, last: int) -> tuple[int, int, int]:
     """(outer, row, inner) extents for axes ``[first, last)`` as the row."""
     outer = int(np.prod(shape[:first], dtype=np.int64))
     row = int(np.prod(shape[first:last], dtype=np.int64))
@@ -198,7 +198,7 @@ class SoftmaxKernel(Kernel):
     def emit(self, w: CWriter, ctx: KernelContext) -> None:
         params: LoopSchedule = self.params
         x = self.root.inputs[0]
-        outer, row, inner = _rows(x.shape, self.first, self.last)
+        outer, row, inner = row_extents(x.shape, self.first, self.last)
         xp = ctx.ptr(x)
         parallel = ctx.parallel(x.size * 4, params.parallel_min)
         rank = x.rank
@@ -273,7 +273,7 @@ class LayerNormKernel(Kernel):
         params: LoopSchedule = self.params
         op = self.root
         x, scale, bias = op.inputs[0], op.inputs[1], op.input(2)
-        outer, row, _ = _rows(x.shape, self.axis, x.rank)
+        outer, row, _ = row_extents(x.shape, self.axis, x.rank)
         eps = float_literal(float(op.attr("epsilon", 1e-5)))
         xp = ctx.ptr(x)
         coords: Coords = [(0, self.axis, "o"), (self.axis, x.rank, "r")]

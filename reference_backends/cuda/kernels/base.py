@@ -1,0 +1,111 @@
+"""What every CUDA kernel shares: device constants, the emission context, launch shapes.
+
+The cuda generator reuses the cpu generator's view of a region (tensors, ops, fusion,
+epilogues, broadcast indexing: ``reference_backends.cpu``) and differs where the
+machine does: a kernel here is a ``__global__`` function with a launch shape, its
+constants live in device memory the module uploads once in ``_init``, and a value
+derived at build time (a folded BatchNormalization scale, a batch offset table) is a
+``__device__`` array in the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from reference_backends.cpu.cwriter import CWriter, c_identifier, float_literal
+from reference_backends.cpu.graph import Tensor
+from reference_backends.cpu.kernels.base import (
+    Kernel,
+    KernelContext,
+    ModuleContext,
+    Param,
+    ctype,
+)
+from reference_backends.cuda.params import BlockSchedule
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A kernel's grid (x, y, z blocks) and threads per block."""
+
+    grid: tuple[int, int, int]
+    threads: int
+
+    def describe(self) -> str:
+        x, y, z = self.grid
+        return f"grid ({x}, {y}, {z}) x {self.threads} threads"
+
+
+def flat_launch(count: int, params: BlockSchedule) -> Launch:
+    """One thread per item of ``count``, capped at ``params.max_blocks`` blocks (each
+    thread then strides over several items, see :func:`grid_stride`)."""
+    blocks = max(1, min(params.max_blocks, -(-count // params.threads)))
+    return Launch((blocks, 1, 1), params.threads)
+
+
+@contextmanager
+def grid_stride(w: CWriter, var: str, count: int | str) -> Iterator[None]:
+    """``for`` each item ``var`` of ``count`` this thread owns, over the whole grid."""
+    with w.block(f"for (long {var} = (long)blockIdx.x * blockDim.x + threadIdx.x; "
+                 f"{var} < {count}; {var} += (long)gridDim.x * blockDim.x)"):
+        yield
+
+
+@dataclass
+class CudaModule(ModuleContext):
+    """The module-wide part of emission: helpers, device constants, derived arrays.
+
+    Every region constant a kernel reads gets one device buffer (``S.<name>``), filled
+    from the constant handed to ``_init``.
+    """
+
+    #: State field name -> the constant uploaded into it.
+    uploads: dict[str, Tensor] = field(default_factory=dict)
+
+    def constant_buffer(self, tensor: Tensor) -> str:
+        if tensor.embedded:
+            return self.embedded_array(tensor)
+        name = c_identifier(f"c{self.constant_index(tensor)}_{tensor.name}", "s")
+        self.uploads[name] = tensor
+        return name
+
+    def embedded_array(self, tensor: Tensor) -> str:
+        key = f"embedded:{id(tensor)}"
+        if key not in self.helpers:
+            name = c_identifier(f"e{len(self.helpers)}_{tensor.name}", "e")
+            values = tensor.value.reshape(-1)
+            if tensor.dtype == "float32":
+                items = ", ".join(float_literal(float(v)) for v in values)
+            else:
+                items = ", ".join(str(int(v)) for v in values)
+            self.helpers[key] = (f"static __device__ const {ctype(tensor)} "
+                                 f"{name}[{max(1, values.size)}] = {{{items}}};\n")
+            self.embedded_names[id(tensor)] = name
+        return self.embedded_names[id(tensor)]
+
+
+class CudaKernelContext(KernelContext):
+    """Emission of one ``__global__`` function: its pointer parameters."""
+
+    def _param(self, name: str, c_type: str, argument: str, *, write: bool) -> str:
+        if write:
+            self.written.add(name)
+        qualifier = "" if name in self.written else "const "
+        self.params[name] = Param(f"{qualifier}{c_type}* __restrict__ {name}", argument)
+        return name
+
+    def scratch(self, nbytes: int, offset: int = 0, c_type: str = "float") -> str:
+        raise NotImplementedError("cuda kernels keep their temporaries in shared memory")
+
+
+@dataclass(eq=False)
+class CudaKernel(Kernel):
+    """A generated ``__global__`` function; :meth:`launch` says how it runs."""
+
+    def launch(self) -> Launch:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{super().describe()}; {self.launch().describe()}"
