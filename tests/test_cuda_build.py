@@ -24,6 +24,7 @@ from byoc_sdk.codegen import CSource
 from byoc_sdk.testing import run_onnxruntime
 from byoc_sdk.toolchain import CompileJob, Toolchain
 from partition.policy import RegionPolicy
+from reference_backends.cuda.device import device_count
 from reference_backends.cuda.params import ParamError, TileSchedule, cuda_params
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -32,21 +33,7 @@ EMULATE = {"cuda": {"emulate": True}}
 EVERY_REGION = RegionPolicy(min_nodes=1, require_compute=False)
 
 
-def _gpu_count() -> int:
-    """CUDA devices the driver sees (0 without a driver)."""
-    import ctypes
-
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return 0
-    count = ctypes.c_int(0)
-    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return count.value
-
-
-HAS_GPU = _gpu_count() > 0
+HAS_GPU = device_count() > 0
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 
 
@@ -233,6 +220,42 @@ def test_elementwise_chain_with_broadcasting() -> None:
     assert source.count("__global__ void") == 1  # one kernel, everything fused
 
 
+def test_every_elementwise_op_in_one_fused_kernel() -> None:
+    """Each unary, binary and activation op the target claims, chained: one kernel,
+    every expression compiled by nvcc and checked in the emulation."""
+    x = rand(2, 3, 4, 5)
+    c = rand(1, 3, 1, 5, seed=1, positive=True)
+    chain = [("Relu", {}), ("Add", {}), ("Sqrt", {}), ("Log", {}), ("Exp", {}), ("Erf", {}),
+             ("Tanh", {}), ("Sigmoid", {}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}),
+             ("HardSwish", {}), ("Gelu", {}), ("Gelu", {"approximate": "tanh"}),
+             ("LeakyRelu", {"alpha": 0.2}), ("Clip", {}), ("Mul", {}), ("Sub", {}),
+             ("Div", {}), ("Pow", {}), ("Max", {}), ("Min", {}),
+             ("BatchNormalization", {"epsilon": 1e-3})]
+    nodes, value, inits = [], "x", [numpy_helper.from_array(c, "c"),
+                                    numpy_helper.from_array(np.float32(2.0), "two"),
+                                    numpy_helper.from_array(np.float32(-0.5), "lo"),
+                                    numpy_helper.from_array(np.float32(0.7), "hi")]
+    for channel_input in ("scale", "bias", "mean", "var"):
+        inits.append(numpy_helper.from_array(rand(3, seed=len(inits), positive=True),
+                                             channel_input))
+    for index, (op_type, attrs) in enumerate(chain):
+        extra = {"Clip": ["lo", "hi"], "Pow": ["two"],
+                 "BatchNormalization": ["scale", "bias", "mean", "var"]}.get(op_type)
+        if extra is None:
+            extra = ["c"] if op_type in ("Add", "Mul", "Sub", "Div", "Max", "Min") else []
+        out = f"v{index}"
+        nodes.append(helper.make_node(op_type, [value, *extra], [out], **attrs))
+        value = out
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info(value, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    compiled = check(onnx.shape_inference.infer_shapes(model), {"x": x})
+    ((_, artifact),) = cuda_sources(compiled)
+    assert next(iter(artifact.sources.values())).count("__global__ void") == 1
+
+
 # --- whole models ------------------------------------------------------------------------
 
 MODELS = {
@@ -383,3 +406,16 @@ def test_whole_models_on_the_gpu(name: str) -> None:
         np.testing.assert_allclose(actual[output], want, rtol=1e-3, atol=1e-4, err_msg=output)
     stats = next(s for s in compiled.steps if s.target == "cuda").stats()
     assert stats["emulated"] is False and stats["kernel_ms"] > 0
+
+
+def test_support_table_in_the_docs_is_current() -> None:
+    from pathlib import Path
+
+    from reference_backends.cpu import docs
+    from reference_backends.cuda.target import target
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "backends" / "cuda.md"
+    text = page.read_text()
+    assert docs.updated(text, docs.support_markdown(target), "cuda") == text, (
+        "docs/backends/cuda.md is stale: run python -m reference_backends.cpu.docs "
+        "docs/backends/cuda.md --target cuda")
