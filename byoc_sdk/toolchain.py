@@ -28,7 +28,6 @@ from byoc_sdk.codegen import CSource
 from byoc_sdk.errors import ByocError
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
-ABI_HEADER = INCLUDE_DIR / "byoc" / "abi.h"
 _CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
 _MAX_MESSAGE_LINES = 40
 
@@ -92,7 +91,8 @@ class Toolchain:
         probe = self.command(artifact, [Path(n) for n in sorted(artifact.sources)], Path("out"))
         digest.update(_compiler_identity(probe[0]).encode())
         digest.update("\0".join(probe[1:]).encode())
-        digest.update(ABI_HEADER.read_bytes())
+        for header in sorted((INCLUDE_DIR / "byoc").glob("*.h")):  # abi.h, cuda.h...
+            digest.update(header.name.encode() + b"\0" + header.read_bytes())
         for name in sorted(artifact.sources):
             digest.update(name.encode() + b"\0" + artifact.sources[name].encode() + b"\0")
         return digest.hexdigest()
