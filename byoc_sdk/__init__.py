@@ -33,6 +33,7 @@ from byoc_sdk.errors import (
 )
 from byoc_sdk.loader import load_model
 from byoc_sdk.node_info import NodeInfo, TensorInfo
+from byoc_sdk.options import merge_options
 from byoc_sdk.package import BuildReport, PackageError
 from byoc_sdk.patterns import Match, any_input, const, op, optional
 from byoc_sdk.registry import get_target, register_target, target_names, unregister_target
@@ -100,6 +101,7 @@ __all__ = [
     "get_runtime",
     "get_target",
     "load_model",
+    "merge_options",
     "op",
     "optional",
     "partition_model",

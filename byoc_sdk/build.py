@@ -30,6 +30,7 @@ from byoc_sdk.errors import ByocError, describe_exception
 from byoc_sdk.loader import ModelSource, load_model
 from byoc_sdk.modules import assemble, region_runner
 from byoc_sdk.node_info import dtype_name, is_constant
+from byoc_sdk.options import merge_options
 from byoc_sdk.package import BuildReport, PackageContents, RegionBuild
 from byoc_sdk.runtime import CompiledModel
 from byoc_sdk.target import Target
@@ -146,8 +147,8 @@ def _generate(
     region = Region(
         name=name, target=target.name, function=function, model=model,
         inputs=tuple(inputs), outputs=tuple(outputs), constants=_bound_constants(function),
-        options={**target.options, **(options or {}).get(target.name, {}),
-                 **(tuning or {}).get(name, {})},
+        options=merge_options(target.options, (options or {}).get(target.name),
+                              (tuning or {}).get(name)),
     )
     start = time.perf_counter()
     try:

@@ -213,8 +213,8 @@ def test_parameter_defaults_and_merging() -> None:
     assert params.default_conv(64, 56, 576, False, 16).algorithm == "implicit"
     conv = params.default_conv(64, 56, 576, False, 16, stride=2)
     assert conv.algorithm == "gemm" and conv.tile_rows * 56 * 576 * 4 <= 512 * 1024
-    merged = params.merge_tuning({"threads": 1, "kernels": {"a": {"mr": 4}}},
-                                 {"kernels": {"a": {"nv": 1}, "b": {"mr": 2}}})
+    merged = byoc.merge_options({"threads": 1, "kernels": {"a": {"mr": 4}}},
+                                {"kernels": {"a": {"nv": 1}, "b": {"mr": 2}}})
     assert merged == {"threads": 1, "kernels": {"a": {"mr": 4, "nv": 1}, "b": {"mr": 2}}}
     region = params.region_params({"kernels": {"x": {"mr": 6}}}, vector_width=8)
     resolved = params.resolve_params(params.default_gemm(32, 32, 32, 8), "MatMul", "x", region)

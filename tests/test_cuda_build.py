@@ -336,6 +336,18 @@ def test_tile_parameters_from_a_tuning_record() -> None:
     assert "bm=32, bn=32, bk=16, tm=2, tn=2" in next(iter(artifact.sources.values()))
 
 
+def test_option_layers_merge_deeply() -> None:
+    """The build's options and a region's tuning record each set part of one kernel's
+    tiles; both parts apply."""
+    model, feeds = single_op("MatMul", [rand(40, 50), rand(50, 30, seed=1)], consts=(1,))
+    options = {"cuda": {"emulate": True, "kernels": {"matmul": {"bm": 32, "tm": 2}}}}
+    tuning = {"cuda_0": {"kernels": {"matmul": {"bn": 32, "tn": 2}}}}
+    compiled = byoc.build(model, ["cuda"], strict=True, options=options, tuning=tuning,
+                          policy=EVERY_REGION)
+    ((_, artifact),) = cuda_sources(compiled)
+    assert "bm=32, bn=32, bk=16, tm=2, tn=2" in next(iter(artifact.sources.values()))
+
+
 def model_weight(model: onnx.ModelProto) -> np.ndarray:
     return numpy_helper.to_array(model.graph.initializer[0])
 

@@ -302,25 +302,3 @@ def describe(params: Schedule) -> str:
 def as_record(params: Schedule) -> dict[str, Any]:
     """The schedule as a tuning record entry (what ``kernels`` takes)."""
     return dataclasses.asdict(params)
-
-
-def merge_tuning(*records: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge region option records: later records win, per kernel and per parameter.
-
-    ``build`` merges option layers shallowly (a tuning record's ``kernels`` table
-    replaces the target's); a tuner that refines one kernel at a time can merge its
-    records here first.
-    """
-    result: dict[str, Any] = {}
-    for record in records:
-        for key, value in record.items():
-            if key in ("ops", "kernels"):
-                table = {name: dict(entry) for name, entry in result.get(key, {}).items()}
-                for name, entry in value.items():
-                    table.setdefault(name, {}).update(entry)
-                result[key] = table
-            else:
-                result[key] = value
-    return result
-
-
