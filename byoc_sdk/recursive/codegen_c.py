@@ -131,6 +131,12 @@ static int byoc_linearize(int32_t n, int32_t A, int32_t n_trees, const int32_t* 
 """
 
 
+#: Micro-kernels with this many rows or fewer stream their weight panel with prefetches.
+STREAMING_ROWS = 2
+#: How many k rows of the panel ahead they prefetch (8 rows of 64 floats: 2 KB).
+PREFETCH_ROWS = 8
+
+
 def gemm_c(vl: int, mr: int, nv: int) -> str:
     """Micro-kernels ``mr`` rows x ``nv`` vectors of ``vl`` floats, tails and the driver.
 
@@ -140,6 +146,7 @@ def gemm_c(vl: int, mr: int, nv: int) -> str:
     """
     lines = [f"typedef float byoc_vf __attribute__((vector_size({vl * 4}), aligned(4)));",
              f"#define BYOC_VL {vl}", f"#define BYOC_MR {mr}", f"#define BYOC_NV {nv}",
+             f"#define BYOC_PF {PREFETCH_ROWS}",
              "static inline byoc_vf byoc_load(const float* p) "
              "{ byoc_vf v; memcpy(&v, p, sizeof v); return v; }",
              "static inline void byoc_store(float* p, byoc_vf v) { memcpy(p, &v, sizeof v); }"]
@@ -151,16 +158,27 @@ def gemm_c(vl: int, mr: int, nv: int) -> str:
 
 
 def _micro_kernel(rows: int, vecs: int) -> str:
+    """``rows`` x ``vecs`` vectors of C, accumulated over k in registers.
+
+    With at most :data:`STREAMING_ROWS` rows (a batch-1 level: one or two nodes) a k step
+    does too few FMAs to hide the weight panel's trip from L3, so the kernel prefetches
+    the panel :data:`PREFETCH_ROWS` rows ahead; with more rows the FMAs bind and extra
+    prefetches only cost issue slots."""
     acc = [[f"c{i}_{j}" for j in range(vecs)] for i in range(rows)]
     body = [f"static void byoc_mk_{rows}x{vecs}(int K, const float* restrict A, int lda, "
             "const float* restrict B, int ldb, float* restrict C, int ldc) {"]
     body.append("  byoc_vf " + ", ".join(f"{a} = {{0}}" for row in acc for a in row) + ";")
     body.append("  for (int k = 0; k < K; ++k) {")
     body.append("    const float* b = B + (size_t)k * ldb;")
+    if rows <= STREAMING_ROWS:
+        for j in range(vecs):
+            body.append(f"    __builtin_prefetch(b + BYOC_PF * ldb + {j} * BYOC_VL);")
     for j in range(vecs):
         body.append(f"    byoc_vf b{j} = byoc_load(b + {j} * BYOC_VL);")
     for i in range(rows):
-        body.append(f"    {{ byoc_vf a = (byoc_vf){{0}} + A[(size_t){i} * lda + k];")
+        # x - 0 is x exactly (unlike 0 + x, which is +0 for x = -0), so the compiler folds
+        # the splat into the FMA's broadcast operand
+        body.append(f"    {{ byoc_vf a = A[(size_t){i} * lda + k] - (byoc_vf){{0}};")
         body.append("      " + " ".join(f"{acc[i][j]} += a * b{j};" for j in range(vecs)) + " }")
     body.append("  }")
     for i in range(rows):
