@@ -250,10 +250,9 @@ _DEVICE_PROBE = r"""
 int devices = 0;
 const cudaError_t probe = cudaGetDeviceCount(&devices);
 if (probe != cudaSuccess || devices <= BYOC_DEVICE) {
-  snprintf(error, error_size, "%s: no usable CUDA device %d on this machine (%s); build "
-           "with the cuda option emulate=true (or BYOC_CUDA_EMULATE=1) to run it on the CPU",
-           BYOC_ENTRY_NAME, BYOC_DEVICE,
-           probe != cudaSuccess ? cudaGetErrorString(probe) : "too few devices");
+  snprintf(error, error_size, "no usable CUDA device %d (build with BYOC_CUDA_EMULATE=1 "
+           "or the cuda option emulate=true to run on the CPU instead): %s",
+           BYOC_DEVICE, probe != cudaSuccess ? cudaGetErrorString(probe) : "too few devices");
   return BYOC_DEVICE_ERROR;
 }
 """
