@@ -10,7 +10,9 @@
     Goal: no more than 1.05x.
 
 Both sides use one thread (onnxruntime intra-op threads and OpenMP), run interleaved,
-and the medians of many runs are printed with their ratio.
+and the medians of many runs are printed with their ratio. (b) shows wall time and the
+process's CPU time: with everything on one thread they agree on an idle machine, and on
+a busy one CPU time leaves out the time slices other processes took.
 
     python benchmarks/dispatch_overhead.py [--calls 20000] [--runs 200]
 """
@@ -142,15 +144,35 @@ def block_model(separators: int, channels: int, side: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR)
 
 
+def timed(call, *args) -> tuple[float, float]:
+    """Seconds of wall time and of this process's CPU time that ``call(*args)`` takes.
+
+    Every thread of both sides runs on the calling thread here, so CPU time is the work
+    itself, without the time slices a busy machine gives other processes.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    call(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _ratio(ours: list[tuple[float, float]], theirs: list[tuple[float, float]],
+           clock: int) -> tuple[float, float, float]:
+    """Medians in ms of one clock (0: wall, 1: CPU) for both sides, and their ratio."""
+    a = statistics.median(t[clock] for t in ours)
+    b = statistics.median(t[clock] for t in theirs)
+    return a * 1e3, b * 1e3, a / b
+
+
 def per_step(runs: int, channels: int, side: int) -> None:
     cutter = Target("cut", version="1.0", policy=RegionPolicy.keep_all(),
                     codegen=c_elementwise.codegen)
     cutter.support("Abs", dtypes={"float32"})
     print(f"\n(b) ~200-node model on (1, {channels}, {side}, {side}) cut into host regions, "
           f"median of {runs} runs")
+    print(f"  {'':>19} {'wall time':-^33} {'cpu time':-^26}")
     print(f"  {'host regions':>12} {'steps':>6} {'byoc ms':>9} {'onnxruntime ms':>15} "
-          f"{'ratio':>7} {'us per extra step':>18}")
-    worst = 0.0
+          f"{'ratio':>7} {'byoc ms':>8} {'ort ms':>8} {'ratio':>7} {'cpu us per extra step':>22}")
+    worst = {"wall": 0.0, "cpu": 0.0}
     for regions in (1, 2, 11, 22):
         model = block_model(regions - 1, channels, side)
         compiled = build(model, [cutter], host_threads=1)
@@ -161,26 +183,23 @@ def per_step(runs: int, channels: int, side: int) -> None:
         sess = session(model)
         np.testing.assert_allclose(compiled.run(feeds)["output"], sess.run(None, feeds)[0],
                                    rtol=1e-4, atol=1e-5)
-        ours, theirs = [], []
         for _ in range(10):  # warm-up
             compiled.run(feeds)
             sess.run(None, feeds)
+        ours, theirs = [], []
         for _ in range(runs):
-            start = time.perf_counter()
-            compiled.run(feeds)
-            middle = time.perf_counter()
-            sess.run(None, feeds)
-            ours.append(middle - start)
-            theirs.append(time.perf_counter() - middle)
-        ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
-        ratio = ours_s / theirs_s
-        worst = max(worst, ratio)
+            ours.append(timed(compiled.run, feeds))
+            theirs.append(timed(sess.run, None, feeds))
+        wall = _ratio(ours, theirs, 0)
+        cpu = _ratio(ours, theirs, 1)
+        worst = {"wall": max(worst["wall"], wall[2]), "cpu": max(worst["cpu"], cpu[2])}
         steps = len(compiled.steps)
-        per_extra = (ours_s - theirs_s) / (steps - 1) * 1e6 if steps > 1 else 0.0
-        print(f"  {regions:>12} {steps:>6} {ours_s * 1e3:>9.3f} {theirs_s * 1e3:>15.3f} "
-              f"{ratio:>6.3f}x {per_extra:>18.1f}")
-    print(f"  goal: no more than 1.05x: {'met' if worst <= 1.05 else 'NOT met'} "
-          f"(worst {worst:.3f}x)")
+        per_extra = (cpu[0] - cpu[1]) / (steps - 1) * 1e3 if steps > 1 else 0.0
+        print(f"  {regions:>12} {steps:>6} {wall[0]:>9.3f} {wall[1]:>15.3f} {wall[2]:>6.3f}x "
+              f"{cpu[0]:>8.3f} {cpu[1]:>8.3f} {cpu[2]:>6.3f}x {per_extra:>22.1f}")
+    print(f"  goal: no more than 1.05x in CPU time: {'met' if worst['cpu'] <= 1.05 else 'NOT met'} "
+          f"(worst {worst['cpu']:.3f}x; wall time {worst['wall']:.3f}x, which the time "
+          "other processes take pulls towards 1x)")
 
 
 def main(argv: list[str] | None = None) -> int:

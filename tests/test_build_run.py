@@ -342,6 +342,21 @@ def test_threads_share_one_compiled_model(kind, example_targets, example_model):
         assert sorted(pool.map(work, range(threads))) == list(range(threads))
 
 
+def test_outputs_of_a_run_outlive_later_runs(example_targets, example_model):
+    # Host steps hand out onnxruntime's own output buffers, without a copy: a later run
+    # must get buffers of its own, never overwrite the ones a caller still holds.
+    model = example_model()
+    compiled = build(model, [example_targets["c_source"].target])
+    assert {step.kind for step in compiled.steps} == {"host", "external"}
+    first_feeds, second_feeds = random_inputs(model, 0), random_inputs(model, 1)
+    first = compiled.run(first_feeds)
+    kept = {name: array.copy() for name, array in first.items()}
+    for _ in range(3):
+        compiled.run(second_feeds)
+    for name, array in first.items():
+        np.testing.assert_array_equal(array, kept[name])
+
+
 # --- profiles -------------------------------------------------------------------------
 
 
