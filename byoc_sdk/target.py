@@ -116,12 +116,19 @@ def _dynamic_reason(
 
 @dataclass(frozen=True)
 class CompositePattern:
-    """A pattern a target fuses into one composite node, with an optional check."""
+    """A pattern a target fuses into one composite node, with an optional check.
+
+    ``structural`` promises that ``check`` decides from a match's structure alone: its
+    ops, wiring and attributes, and the element types, shapes and constness of the values
+    it reads and makes, never constant contents or names. Structurally identical
+    instances then get one check, whose verdict the others reuse.
+    """
 
     name: str
     pattern: OpPattern
     check: PatternCheck | None = None
     note: str = ""
+    structural: bool = False
 
     def evaluate(self, match: Match) -> str | None:
         if self.check is None:
@@ -252,8 +259,14 @@ class Target:
         pattern: OpPattern,
         check: PatternCheck | None = None,
         note: str = "",
+        *,
+        structural: bool = False,
     ) -> CompositePattern:
-        """Declare a composite. Larger patterns are tried first, then in declaration order."""
+        """Declare a composite. Larger patterns are tried first, then in declaration order.
+
+        ``structural=True`` says ``check`` looks only at the match's structure (see
+        :class:`CompositePattern`), so its verdict may be reused across instances.
+        """
         if not _NAME.match(name):
             raise TargetError(
                 f"pattern name {name!r} must be lowercase letters, digits and '_', starting "
@@ -263,7 +276,7 @@ class Target:
             raise TargetError(f"pattern {name!r} is declared twice", target=self.name)
         if not isinstance(pattern, OpPattern):
             raise TargetError(f"pattern {name!r} must be rooted at op(...)", target=self.name)
-        composite = CompositePattern(name, pattern, check, note)
+        composite = CompositePattern(name, pattern, check, note, structural)
         self.patterns.append(composite)
         self.patterns.sort(key=lambda p: -p.pattern.op_count())
         return composite

@@ -14,11 +14,13 @@ once. The weights differ per instance and are call inputs, never part of the bod
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import onnx_ir as ir
 
+from byoc_sdk.node_info import is_constant
 from byoc_sdk.patterns import Match, Matcher
 from byoc_sdk.target import CompositePattern, Target
 from partition.decision import COMPOSITE_KEY, MEMBERS_KEY, PATTERN_KEY, CompositeInfo
@@ -56,7 +58,7 @@ class MergeCompositePass(ir.passes.InPlacePass):
         nodes, position = sorted_nodes(graph)
         claimed: set[ir.Node] = set()
         matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
-        found: list[tuple[Target, CompositePattern, Match]] = []
+        found: list[tuple[Target, CompositePattern, Match, Hashable]] = []
         # Targets in priority order: a higher-priority target's patterns take nodes first,
         # anywhere in the graph, before a lower one's are tried.
         for target in self.targets:
@@ -64,26 +66,31 @@ class MergeCompositePass(ir.passes.InPlacePass):
             for composite in target.patterns:
                 for op_type in composite.pattern.op_types:
                     by_root.setdefault(op_type, []).append(composite)
+            verdicts: dict[Hashable, bool] = {}
             for node in reversed(nodes):
                 if node in claimed:
                     continue
                 for composite in by_root.get(node.op_type, ()):
                     match = matcher.match(composite.pattern, node)
-                    if match is not None and _accepted(composite, match):
+                    if match is None:
+                        continue
+                    signature = _signature(match.nodes, match.inputs, match.outputs)
+                    if _accepted(composite, match, signature, verdicts):
                         claimed.update(match.nodes)
-                        found.append((target, composite, match))
+                        found.append((target, composite, match, signature))
                         break
         found.sort(key=lambda item: position[item[2].root])  # outline in graph order
         shared: dict[Hashable, ir.Function] = {}
         instances: dict[str, int] = {}
         # Outlining a match gives its outputs new values (the call's); later matches read
         # those instead. Their boundary is otherwise what the matcher found: in the same
-        # first-use order, since their own nodes have not changed.
+        # first-use order, since their own nodes have not changed. Nor has their
+        # signature: the new values have the old ones' types, and the wiring is the same.
         renamed: dict[ir.Value, ir.Value] = {}
-        for target, composite, match in found:
+        for target, composite, match, signature in found:
             inputs = [renamed.get(value, value) for value in match.inputs]
             outputs = match.outputs
-            key = (target.name, composite.name, _signature(match.nodes, inputs, outputs))
+            key = (target.name, composite.name, signature)
             function = shared.get(key)
             if function is None:
                 name = f"{composite.name}_{sum(k[1] == composite.name for k in shared)}"
@@ -100,18 +107,50 @@ class MergeCompositePass(ir.passes.InPlacePass):
             )
             call.metadata_props[PATTERN_KEY] = composite.name
             call.metadata_props[MEMBERS_KEY] = ",".join(n.name or "" for n in match.nodes)
-        if any(len(m.outputs) > len(m.root.outputs) for _, _, m in found):
+        if any(len(m.outputs) > len(m.root.outputs) for _, _, m, _ in found):
             ensure_sorted(graph)  # an exported inner value may have readers before the root
         return ir.passes.PassResult(model, modified=bool(found))
 
 
-def _accepted(composite: CompositePattern, match: Match) -> bool:
-    """The pattern's own check says yes. One that raises declines: a vendor bug in one
-    check must not stop the partitioning (the ops are then annotated one by one)."""
+def _accepted(
+    composite: CompositePattern,
+    match: Match,
+    signature: Hashable,
+    verdicts: dict[Hashable, bool],
+) -> bool:
+    """The pattern's own check says yes. A structural check runs once per structure and
+    its verdict is kept in ``verdicts``: a model of repeated blocks checks each block
+    kind once."""
+    if not composite.structural:
+        return _evaluate(composite, match)
+    key = (composite.name, signature, _value_structure(match))
+    verdict = verdicts.get(key)
+    if verdict is None:
+        verdict = verdicts[key] = _evaluate(composite, match)
+    return verdict
+
+
+def _evaluate(composite: CompositePattern, match: Match) -> bool:
+    """Run the pattern's check. One that raises declines: a vendor bug in one check must
+    not stop the partitioning (the ops are then annotated one by one)."""
     try:
         return composite.evaluate(match) is None
     except Exception:  # a vendor check can fail in any way
         return False
+
+
+def _value_structure(match: Match) -> Hashable:
+    """What a structural check may see beyond the signature: which inputs are constants,
+    and the types of the values the members make (dimensions as they are, not as text:
+    stricter than the signature, which only costs a check more now and then)."""
+    return (
+        tuple([is_constant(value) for value in match.inputs]),
+        tuple([
+            (value.dtype, None if value.shape is None else value.shape.dims)
+            for node in match.nodes
+            for value in node.outputs
+        ]),
+    )
 
 
 def _signature(
@@ -125,10 +164,19 @@ def _signature(
         wiring = tuple([_wire(value, param, place) for value in node.inputs])
         parts.append((node.domain, node.op_type, wiring, _attributes(node), len(node.outputs)))
     results = tuple((place[v.producer()], v.index()) for v in outputs)
-    types = tuple(
-        (v.dtype, None if v.shape is None else tuple(map(str, v.shape.dims))) for v in inputs
-    )
-    return tuple(parts), results, types
+    return tuple(parts), results, tuple([_type_of(value) for value in inputs])
+
+
+def _type_of(value: ir.Value) -> Hashable:
+    shape = value.shape
+    return value.dtype, None if shape is None else _dims_text(shape.dims)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dims_text(dims: tuple[int | ir.SymbolicDim, ...]) -> tuple[str, ...]:
+    """Dimensions as text, so a symbolic "3" equals a static 3. Cached: repeated blocks
+    repeat their shapes, and the cache is cheaper than the conversion."""
+    return tuple(map(str, dims))
 
 
 def _wire(

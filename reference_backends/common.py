@@ -408,18 +408,22 @@ def declare_composites(target: Target, activations: Sequence[str] = ACTIVATIONS)
     matmul_add_act, each ending in one of ``activations``.
 
     Every member must pass ``target``'s own op check, so no composite lifts a limit.
+    The checks are declared structural: the bundled op checks read attributes, types,
+    shapes and constness, never constant contents.
     """
     act = "|".join(activations)
     supported = members_supported(target)
     row_bias = members_supported(target, bias_along("matmul", axis=-1))
     target.pattern("conv_bn_act", conv_bn_act_pattern(activations), supported,
-                   note=f"Conv (+bias) -> BatchNormalization (folded) -> {act}")
+                   note=f"Conv (+bias) -> BatchNormalization (folded) -> {act}",
+                   structural=True)
     target.pattern("conv_act", conv_act_pattern(activations), supported,
-                   note=f"Conv (+bias) -> {act}")
+                   note=f"Conv (+bias) -> {act}", structural=True)
     target.pattern("gemm_act", gemm_act_pattern(activations), supported,
-                   note=f"Gemm (+bias) -> {act}")
+                   note=f"Gemm (+bias) -> {act}", structural=True)
     target.pattern("matmul_add_act", matmul_add_act_pattern(activations), row_bias,
-                   note=f"MatMul(x, constant) -> Add(row constant) -> {act}")
+                   note=f"MatMul(x, constant) -> Add(row constant) -> {act}",
+                   structural=True)
 
 
 def nonempty_check(node: NodeInfo) -> CheckResult:

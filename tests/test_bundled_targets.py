@@ -281,7 +281,8 @@ def test_cuda_accepts_softmax_and_friends() -> None:
 
 
 def test_cuda_declines() -> None:
-    declines(cuda, node("Gather", x(2, 3), np.array([0], np.int64)), "Gather is not supported by cuda")
+    declines(cuda, node("Gather", x(2, 3), np.array([0], np.int64)),
+             "Gather is not supported by cuda")
     declines(cuda, node("Softmax", x(2, 10, dtype="float16")), "float16")
     declines(cuda, node("Reshape", x(2, 3), x(1, dtype="int64")), "input 1", "constant")
 

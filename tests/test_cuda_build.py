@@ -339,7 +339,7 @@ def test_tile_parameters_from_a_tuning_record() -> None:
 def test_option_layers_merge_deeply() -> None:
     """The build's options and a region's tuning record each set part of one kernel's
     tiles; both parts apply."""
-    model, feeds = single_op("MatMul", [rand(40, 50), rand(50, 30, seed=1)], consts=(1,))
+    model, _ = single_op("MatMul", [rand(40, 50), rand(50, 30, seed=1)], consts=(1,))
     options = {"cuda": {"emulate": True, "kernels": {"matmul": {"bm": 32, "tm": 2}}}}
     tuning = {"cuda_0": {"kernels": {"matmul": {"bn": 32, "tn": 2}}}}
     compiled = byoc.build(model, ["cuda"], strict=True, options=options, tuning=tuning,

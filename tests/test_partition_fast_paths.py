@@ -2,6 +2,8 @@
 
 * MergeComposite reuses the boundary the matcher found for each match, following the
   values that outlining earlier matches replaced, instead of walking the match again;
+* a structural pattern check runs once per distinct structure, and its verdict stands for
+  every instance of it;
 * ``sorted_nodes`` checks the order and indexes the nodes in one walk, sorting only when
   needed;
 * Prepare leaves a graph whose nodes all have distinct names as it is.
@@ -13,6 +15,7 @@ import itertools
 
 import onnx
 import onnx_ir as ir
+import pytest
 
 from byoc_sdk import any_input, const, op
 from byoc_sdk.testing import assert_equivalent, onnx_text
@@ -105,6 +108,30 @@ def test_a_composite_reads_the_value_an_earlier_one_exports(make_target):
     assert second.inputs[0] is first.outputs[0]
     _assert_wired_to_the_graph(model)
     assert_equivalent(original, model)
+
+
+@pytest.mark.parametrize("structural", [False, True])
+def test_a_structural_check_runs_once_per_structure_with_the_same_verdicts(
+    make_target, structural
+):
+    seen: list[str] = []
+
+    def check(match):
+        seen.append(match.root.name)
+        # Declines block 1, whose Add reads its operands the other way round.
+        return match.node("add").inputs[0].producer() is match.node("mm") or "swapped"
+
+    target = make_target("acc", [])
+    matmul = op("MatMul", any_input(), const(), name="mm")
+    add = op("Add", matmul, const(), commutative=True, name="add")
+    target.pattern("mm_add_relu", op("Relu", add), check, structural=structural)
+    model = ir.from_proto(onnx.shape_inference.infer_shapes(onnx_text(CHAIN)))
+    MergeCompositePass([target])(model)
+
+    # Roots are tried from the graph's end backwards.
+    assert seen == (["y_relu", "relu1"] if structural else ["y_relu", "relu1", "relu0"])
+    fused = [composite_of(call).members for call in _calls(model)]
+    assert fused == [("mm0", "add0", "relu0"), ("mm2", "add2", "y_relu")]
 
 
 _HEADER = '<ir_version: 10, opset_import: ["" : 21]>'

@@ -1,7 +1,8 @@
 """Property-based tests of the whole partitioner (hypothesis).
 
 Random DAGs of mixed ops, random support for one to three targets (random op subsets,
-random per-node refusals, random merge styles, constant modes, patterns and policies):
+random per-node refusals, random merge styles, constant modes, patterns with checks,
+structural or not, and policies):
 
 * no cycle: the partitioned model passes the full ONNX checker (topologically sorted);
 * every node lands in exactly one place: a region's function body or the host;
@@ -46,7 +47,14 @@ def targets(draw) -> list[Target]:
 
         target.support(*ops)(check)
         if draw(st.booleans()):
-            target.pattern("mm_act", op(ACTIVATIONS, op("MatMul", any_input(), const())))
+            refused = draw(st.sampled_from([None, *ACTIVATIONS]))
+
+            def fuses(match, refused=refused):
+                """Structural: it reads only the activation's op type."""
+                return match.root.op_type != refused or f"{refused} is not fused"
+
+            target.pattern("mm_act", op(ACTIVATIONS, op("MatMul", any_input(), const())),
+                           fuses, structural=draw(st.booleans()))
         made.append(target)
     return made
 

@@ -114,10 +114,11 @@ target.support("Reshape", dtypes=COMPILED, const_inputs=(1,), static_shapes=True
 declare_composites(target, FUSED_ACTIVATIONS)
 target.pattern("conv_add_bias_act", conv_add_bias_act_pattern(FUSED_ACTIVATIONS),
                members_supported(target, bias_along("conv", axis=1)),
-               note=f"Conv -> Add(per-channel constant) -> {'|'.join(FUSED_ACTIVATIONS)}")
+               note=f"Conv -> Add(per-channel constant) -> {'|'.join(FUSED_ACTIVATIONS)}",
+               structural=True)
 target.pattern("matmul_add", matmul_add_pattern(),
                members_supported(target, bias_along("matmul", axis=-1)),
-               note="MatMul(x, constant) -> Add(row constant)")
+               note="MatMul(x, constant) -> Add(row constant)", structural=True)
 
 
 def compile_region(region: Region) -> Binary:
