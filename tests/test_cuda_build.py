@@ -377,6 +377,16 @@ def test_bad_tuning_falls_back_with_the_reason() -> None:
     assert region.status == "fallback" and "multiple of tm" in region.reason
 
 
+def test_launches_beyond_cuda_grid_limits_fall_back() -> None:
+    """70000 batches do not fit grid z (65535): refused at build time, not at run time."""
+    model, feeds = single_op("MatMul", [rand(70000, 2, 2), rand(70000, 2, 2, seed=1)])
+    compiled = byoc.build(model, ["cuda"], options=EMULATE, policy=EVERY_REGION)
+    (region,) = compiled.package.regions
+    assert region.status == "fallback" and "blocks along grid z" in region.reason
+    np.testing.assert_allclose(compiled.run(feeds)["y0"], feeds["i0"] @ feeds["i1"],
+                               rtol=1e-5, atol=1e-6)
+
+
 @needs_nvcc
 @pytest.mark.skipif(HAS_GPU, reason="a GPU is present")
 def test_without_a_gpu_the_region_falls_back_and_says_why() -> None:

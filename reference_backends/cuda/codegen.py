@@ -28,7 +28,7 @@ import numpy as np
 from byoc_sdk.codegen import CSource, Region
 from reference_backends.cpu.codegen import check_count, check_tensors
 from reference_backends.cpu.cwriter import CWriter, c_identifier
-from reference_backends.cpu.graph import RegionGraph, Tensor, read_region
+from reference_backends.cpu.graph import RegionGraph, Tensor, UnsupportedError, read_region
 from reference_backends.cpu.kernels.base import ctype
 from reference_backends.cpu.lower import fold_batchnorms, make_kernels, pack_lifetimes
 from reference_backends.cpu.params import as_record
@@ -60,9 +60,25 @@ def plan(region: Region) -> Program:
     graph = read_region(region)
     fold_batchnorms(graph)
     kernels = make_kernels(graph, lambda op: lower_op(op, params))
+    for kernel in kernels:
+        _check_launch(kernel)
     program = Program(graph, kernels, params)
     _place(program)
     return program
+
+
+#: CUDA's limits on grid dimensions x, y and z.
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
+def _check_launch(kernel: CudaKernel) -> None:
+    """Refuse at build time a launch CUDA would refuse at run time."""
+    grid = kernel.launch().grid
+    for axis, (blocks, limit) in enumerate(zip(grid, GRID_LIMITS, strict=True)):
+        if blocks > limit:
+            raise UnsupportedError(f"node {kernel.name!r}: {blocks} blocks along grid "
+                                   f"{'xyz'[axis]} (CUDA allows {limit}); larger tiles "
+                                   "or fewer batches needed")
 
 
 def _place(program: Program) -> None:
@@ -194,6 +210,7 @@ def _state(entry: str, module: CudaModule) -> str:
         w.line("int unused;")
     w.lines(_POOL)
     with w.block("static void byoc_state_free(void)"):
+        w.line("byoc_device_scope device;  /* free where the memory lives */")
         w.line("byoc_pool_free();")
         for name in uploads:
             w.line(f"if (S.{name} != NULL) cudaFree(S.{name});")
@@ -205,7 +222,7 @@ def _state(entry: str, module: CudaModule) -> str:
         w.line("int32_t status = BYOC_OK;")
         w.line("(void)constants;")
         w.lines(_DEVICE_PROBE)
-        w.line("BYOC_CUDA(cudaSetDevice(BYOC_DEVICE));")
+        w.lines(_SELECT_DEVICE)
         for name, tensor in uploads.items():
             index = module.constants.index(tensor)
             size = f"(size_t){tensor.size} * sizeof({ctype(tensor)})"
@@ -213,6 +230,9 @@ def _state(entry: str, module: CudaModule) -> str:
             w.line(f"BYOC_CUDA(cudaMemcpy(S.{name}, constants[{index}].data, {size}, "
                    "cudaMemcpyHostToDevice));")
             w.line(f"byoc_stats.constant_bytes += {size};")
+        # A copy from pageable memory may return before the data reaches the device, and
+        # the calls' non-blocking streams do not wait for the default stream: wait here.
+        w.line("BYOC_CUDA(cudaDeviceSynchronize());")
         w.line("done:")
         w.line("  return status;")
     w.line()
@@ -227,13 +247,16 @@ def _state(entry: str, module: CudaModule) -> str:
         with w.block("if (byoc_refs == 0)"):
             w.line("status = byoc_state_build(constants, error, error_size);")
             w.line("if (status != BYOC_OK) byoc_state_free();")
-        w.line("if (status == BYOC_OK) ++byoc_refs;")
+        w.line("if (status == BYOC_OK) __atomic_store_n(&byoc_refs, byoc_refs + 1, "
+               "__ATOMIC_RELEASE);")
         w.line("pthread_mutex_unlock(&byoc_lock);")
         w.line("return status;")
     w.line()
     with w.block(f"extern \"C\" BYOC_EXPORT void {entry}_release(void)"):
         w.line("pthread_mutex_lock(&byoc_lock);")
-        w.line("if (byoc_refs > 0 && --byoc_refs == 0) byoc_state_free();")
+        with w.block("if (byoc_refs > 0)"):
+            w.line("__atomic_store_n(&byoc_refs, byoc_refs - 1, __ATOMIC_RELEASE);")
+            w.line("if (byoc_refs == 0) byoc_state_free();")
         w.line("pthread_mutex_unlock(&byoc_lock);")
     w.line()
     with w.block(f"extern \"C\" BYOC_EXPORT int32_t {entry}_stats(char* text, size_t size)"):
@@ -257,9 +280,35 @@ if (probe != cudaSuccess || devices <= BYOC_DEVICE) {
 }
 """
 
+# Selecting the module's device for the rest of a function (the caller's current device
+# comes back when it returns: see byoc_device_scope in the pool text).
+_SELECT_DEVICE = r"""
+byoc_device_scope device;
+if (device.status != cudaSuccess) {
+  snprintf(error, error_size, "%s: cudaSetDevice(%d) failed: %s", BYOC_ENTRY_NAME,
+           BYOC_DEVICE, cudaGetErrorString(device.status));
+  status = BYOC_DEVICE_ERROR;
+  goto done;
+}
+"""
+
 # The pool of per-call contexts (a stream, timing events and a device workspace each),
 # the statistics, and the lock over both.
 _POOL = r"""
+/* Makes the module's device current for a scope and gives the calling thread its own
+   current device back at the end: the application may be using another one. */
+struct byoc_device_scope {
+  int previous;
+  cudaError_t status;
+  byoc_device_scope() : previous(-1) {
+    if (cudaGetDevice(&previous) != cudaSuccess) previous = -1;
+    status = cudaSetDevice(BYOC_DEVICE);
+  }
+  ~byoc_device_scope() {
+    if (previous >= 0 && previous != BYOC_DEVICE) cudaSetDevice(previous);
+  }
+};
+
 typedef struct byoc_context {
   cudaStream_t stream;
   cudaEvent_t start, stop;
@@ -357,7 +406,9 @@ def _entry(entry: str, program: Program, storage: _Storage, launches: list[str],
     body = CWriter(depth=1)
     body.line("int32_t status = BYOC_OK;")
     body.line("byoc_context* c = NULL;")
-    with body.block("if (byoc_refs == 0)"):
+    # The acquire pairs with _init's release: a call that sees the module initialised
+    # also sees the device pointers _init stored.
+    with body.block("if (__atomic_load_n(&byoc_refs, __ATOMIC_ACQUIRE) == 0)"):
         body.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
                   f'before {entry}_init");')
     n_in, n_out = len(graph.inputs), len(graph.outputs)
@@ -365,7 +416,10 @@ def _entry(entry: str, program: Program, storage: _Storage, launches: list[str],
     check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
     check_tensors(body, "inputs", graph.inputs, f"{entry}: input")
     check_tensors(body, "outputs", graph.outputs, f"{entry}: output")
-    body.line("BYOC_CUDA(cudaSetDevice(BYOC_DEVICE));")
+    body.lines(_SELECT_DEVICE)
+    # cudaGetLastError reports the thread's last error, whoever made it: clear what an
+    # earlier call left, so the launch checks below see this call's errors only.
+    body.line("(void)cudaGetLastError();")
     body.line(f"c = byoc_acquire((size_t){program.workspace_bytes}, error, error_size, "
               "&status);")
     body.line("if (c == NULL) return status;")

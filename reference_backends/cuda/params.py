@@ -75,7 +75,7 @@ class TileSchedule(Schedule):
         if self.threads > MAX_THREADS:
             raise ParamError(f"TileSchedule: {self.threads} threads per block "
                              f"(more than {MAX_THREADS})")
-        if 4 * self.bk * (self.bm + self.bn) > 48 * 1024:
+        if 4 * self.bk * (self.bm + self.bn + 2) > 48 * 1024:  # rows padded by one
             raise ParamError("TileSchedule: the tiles need more than 48 KiB of shared memory")
 
 

@@ -78,8 +78,11 @@ class TiledGemmKernel(CudaKernel):
         w.line("const long bt = blockIdx.z;")
         w.line(f"const long m0 = (long)blockIdx.y * {p.bm}, n0 = (long)blockIdx.x * {p.bn};")
         w.line(f"const int tx = threadIdx.x % {cols}, ty = threadIdx.x / {cols};")
-        w.line(f"__shared__ float As[{p.bk}][{p.bm}];")
-        w.line(f"__shared__ float Bs[{p.bk}][{p.bn}];")
+        w.line("(void)bt;")
+        # One float of padding per row: staging that walks k fastest then writes a
+        # column, and rows bm floats apart would fall into two banks.
+        w.line(f"__shared__ float As[{p.bk}][{p.bm + 1}];")
+        w.line(f"__shared__ float Bs[{p.bk}][{p.bn + 1}];")
         w.line(f"float acc[{p.tm}][{p.tn}];")
         w.line(f"for (int i = 0; i < {p.tm}; ++i) for (int j = 0; j < {p.tn}; ++j) "
                "acc[i][j] = 0.0f;")
