@@ -8,6 +8,7 @@ Tests marked ``gpu`` run the real modules and skip cleanly without a GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -20,10 +21,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import byoc_sdk as byoc
 from byoc_sdk import model_zoo
-from byoc_sdk.codegen import CSource
+from byoc_sdk.codegen import CSource, Region
 from byoc_sdk.testing import run_onnxruntime
 from byoc_sdk.toolchain import CompileJob, Toolchain
 from partition.policy import RegionPolicy
+from reference_backends.cuda import generate
+from reference_backends.cuda import target as cuda_target
 from reference_backends.cuda.device import device_count
 from reference_backends.cuda.params import ParamError, TileSchedule, cuda_params
 
@@ -355,6 +358,7 @@ def model_weight(model: onnx.ModelProto) -> np.ndarray:
 @pytest.mark.parametrize("options,message", [
     ({"emulate": "yes"}, "emulate must be true or false"),
     ({"device": -1}, "device must be a device ordinal"),
+    ({"arch": "hopper"}, "arch must be a GPU architecture"),
     ({"tiles": {}}, "unknown cuda codegen options"),
 ])
 def test_bad_options_are_refused(options, message) -> None:
@@ -375,6 +379,23 @@ def test_bad_tuning_falls_back_with_the_reason() -> None:
     compiled = byoc.build(model, ["cuda"], options=EMULATE, tuning=tuning, policy=EVERY_REGION)
     (region,) = compiled.package.regions
     assert region.status == "fallback" and "multiple of tm" in region.reason
+
+
+@needs_nvcc
+def test_an_architecture_reaches_nvcc(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Region] = []
+
+    def recording(region: Region) -> CSource:
+        seen.append(region)
+        return generate(region)
+
+    monkeypatch.setattr(cuda_target, "codegen", recording)
+    model, _ = single_op("Relu", [rand(3, 4)])
+    build_emulated(model)
+    region = dataclasses.replace(seen[0], options={"emulate": False, "arch": "sm_90"})
+    artifact = generate(region)
+    assert artifact.flags == ["-arch=sm_90"]
+    assert Toolchain().compile(CompileJob(region.name, "cuda", artifact)).is_file()
 
 
 def test_launches_beyond_cuda_grid_limits_fall_back() -> None:

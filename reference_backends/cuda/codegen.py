@@ -145,8 +145,10 @@ def write_module(region: Region, program: Program) -> CSource:
         return CSource(sources={f"{entry}.cc": text}, entry=entry,
                        constants=[t.name for t in module.constants],
                        flags=["-DBYOC_CUDA_EMULATION", "-pthread"])
+    arch = program.params.arch
     return CSource(sources={f"{entry}.cu": text}, entry=entry,
-                   constants=[t.name for t in module.constants], language="cuda")
+                   constants=[t.name for t in module.constants], language="cuda",
+                   flags=[f"-arch={arch}"] if arch else [])
 
 
 def _header(region: Region, program: Program, module: CudaModule) -> str:

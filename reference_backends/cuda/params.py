@@ -6,6 +6,7 @@ is a field of a frozen dataclass. Options (``Target.options``,
 
     {
       "device": 0,                 # CUDA device ordinal the module runs on
+      "arch": "sm_90",             # nvcc -arch: a GPU architecture, or "native"
       "emulate": false,            # build for the host-side CUDA emulation (see below)
       "ops": {"Conv": {"bm": 32}},                 # per op type
       "kernels": {"block1/conv2": {"tm": 2}}       # per kernel, by its root node's name
@@ -21,13 +22,17 @@ build over without touching the model's options.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from reference_backends.cpu.params import ParamError, Schedule
 
-REGION_KEYS = frozenset({"device", "emulate", "ops", "kernels"})
+REGION_KEYS = frozenset({"device", "arch", "emulate", "ops", "kernels"})
+
+#: What ``arch`` may name: nvcc's ``-arch`` values for real GPUs, or ``native``.
+ARCH_PATTERN = re.compile(r"^(native|sm_\d+[af]?)$")
 
 #: Most threads a block may have on every CUDA GPU.
 MAX_THREADS = 1024
@@ -93,6 +98,9 @@ class CudaParams:
     :func:`reference_backends.cpu.params.resolve_params`)."""
 
     device: int = 0
+    #: nvcc's ``-arch`` (``None``: nvcc's default architecture plus PTX, which the driver
+    #: compiles for a newer GPU at the first load).
+    arch: str | None = None
     emulate: bool = False
     ops: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     kernels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -112,6 +120,10 @@ def cuda_params(options: Mapping[str, Any]) -> CudaParams:
     device = options.get("device", 0)
     if not isinstance(device, int) or isinstance(device, bool) or device < 0:
         raise ParamError(f"device must be a device ordinal (an integer >= 0), not {device!r}")
+    arch = options.get("arch")
+    if arch is not None and (not isinstance(arch, str) or not ARCH_PATTERN.match(arch)):
+        raise ParamError(f"arch must be a GPU architecture such as 'sm_90', or 'native', "
+                         f"not {arch!r}")
     emulate = options.get("emulate", emulate_by_default())
     if not isinstance(emulate, bool):
         raise ParamError(f"emulate must be true or false, not {emulate!r}")
@@ -121,4 +133,4 @@ def cuda_params(options: Mapping[str, Any]) -> CudaParams:
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping)
                                                      for v in table.values()):
             raise ParamError(f"option {key!r} must map names to parameter objects")
-    return CudaParams(device, emulate, ops, kernels)
+    return CudaParams(device, arch, emulate, ops, kernels)
