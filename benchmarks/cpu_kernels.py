@@ -15,10 +15,15 @@ Both sides are timed through their Python entry points: byoc's ``CompiledModel.r
 (the whole model: input checks, the native call, the generated module) and
 onnxruntime's ``InferenceSession.run``. ``--direct`` times byoc's module through the
 native core's function object instead (no Python schedule), for pure kernel timing.
+``--layout NHWC`` builds byoc's side with ``options={"cpu": {"layout": "NHWC"}}``: the
+region's NCHW input is copied to NHWC by one relayout kernel (a shallow one is read
+NCHW by the first kernel), the kernels compute channels-last, and the last one stores
+the NCHW output; the time includes those conversions, as onnxruntime's includes the
+reorders of its NCHWc kernels.
 
 Usage::
 
-    python benchmarks/cpu_kernels.py [--threads 1] [--rounds 15] [--only conv]
+    python benchmarks/cpu_kernels.py [--threads 1] [--rounds 15] [--only conv] [--layout NHWC]
 """
 
 from __future__ import annotations
@@ -167,9 +172,10 @@ def _ort_runner(model: onnx.ModelProto, feeds: dict, threads: int) -> Callable[[
     return lambda: session.run(None, feeds)
 
 
-def _byoc_runner(model: onnx.ModelProto, feeds: dict, direct: bool,
-                 threads: int) -> Callable[[], object]:
-    compiled = build(model, ["cpu"], strict=True, host_threads=threads)
+def _byoc_runner(model: onnx.ModelProto, feeds: dict, direct: bool, threads: int,
+                 layout: str) -> Callable[[], object]:
+    compiled = build(model, ["cpu"], strict=True, host_threads=threads,
+                     options={"cpu": {"layout": layout}})
     if direct:
         if len(compiled.steps) != 1 or compiled.steps[0].kind != "external":
             raise SystemExit("--direct needs every case to be one compiled region")
@@ -195,9 +201,10 @@ def _time(run: Callable[[], object], calls: int) -> list[float]:
     return times
 
 
-def measure(case: Case, threads: int, rounds: int, direct: bool) -> tuple[float, float]:
+def measure(case: Case, threads: int, rounds: int, direct: bool,
+            layout: str = "NCHW") -> tuple[float, float]:
     """Median seconds per call (byoc, onnxruntime), interleaved over ``rounds``."""
-    ours = _byoc_runner(case.model, case.feeds, direct, threads)
+    ours = _byoc_runner(case.model, case.feeds, direct, threads, layout)
     theirs = _ort_runner(case.model, case.feeds, threads)
     _check(case.model, case.feeds, ours, theirs)
     probe = min(_time(ours, 3) + _time(theirs, 3))
@@ -217,16 +224,19 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run cases whose name contains this")
     parser.add_argument("--direct", action="store_true",
                         help="time byoc's module through the native core, not run()")
+    parser.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
+                        help="activation layout inside byoc's regions (the cpu option)")
     args = parser.parse_args()
     how = "native function call" if args.direct else "CompiledModel.run"
-    print(f"cpu kernels: byoc ({how}) vs onnxruntime (InferenceSession.run), "
-          f"{args.threads} thread(s), {args.rounds} interleaved rounds, medians")
+    print(f"cpu kernels: byoc ({how}, layout {args.layout}) vs onnxruntime "
+          f"(InferenceSession.run), {args.threads} thread(s), {args.rounds} interleaved "
+          "rounds, medians")
     print(f"{'case':<42}{'byoc ms':>10}{'ort ms':>10}{'ratio':>8}{'byoc GF/s':>11}")
     ratios = []
     for case in cases():
         if args.only and args.only not in case.name:
             continue
-        ours, theirs = measure(case, args.threads, args.rounds, args.direct)
+        ours, theirs = measure(case, args.threads, args.rounds, args.direct, args.layout)
         ratio = theirs / ours
         ratios.append(ratio)
         rate = f"{case.flops / ours / 1e9:>11.1f}" if case.flops else f"{'':>11}"

@@ -6,11 +6,13 @@ onnxruntime on the original model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx import TensorProto, helper, numpy_helper
 
 from byoc_sdk import versions
 
@@ -114,3 +116,100 @@ def assert_outputs_close(
     for name, want in expected.items():
         assert actual[name].dtype == want.dtype, f"{name}: {actual[name].dtype} != {want.dtype}"
         np.testing.assert_allclose(actual[name], want, rtol=rtol, atol=atol, err_msg=name)
+
+
+class ModelBuilder:
+    """A test model under construction: random inputs and weights, any ops.
+
+    ``op`` adds a node whose output is named after it; ``out`` (or ``output=True``)
+    makes values graph outputs; ``model`` returns the model with inferred shapes (IR
+    version 8, the opset given) and ``feeds`` the inputs' random values.
+    """
+
+    def __init__(self, opset: int = 17, seed: int = 0) -> None:
+        self.opset = opset
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[str] = []
+        self.feeds: dict[str, np.ndarray] = {}
+        self._count = 0
+
+    def _name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def input(self, shape: Sequence[int], *, positive: bool = False,
+              array: np.ndarray | None = None) -> str:
+        """A graph input fed with standard-normal values (``|x| + 0.1`` if positive)."""
+        if array is None:
+            array = self.rng.standard_normal(shape).astype(np.float32)
+            if positive:
+                array = np.asarray(np.abs(array) + np.float32(0.1), np.float32)
+        name = self._name("in")
+        dtype = helper.np_dtype_to_tensor_dtype(array.dtype)
+        self.inputs.append(helper.make_tensor_value_info(name, dtype, array.shape))
+        self.feeds[name] = array
+        return name
+
+    def const(self, array: np.ndarray) -> str:
+        name = self._name("c")
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def weight(self, shape: Sequence[int], fan_in: int | None = None) -> str:
+        """A constant float32 weight scaled by ``1 / sqrt(fan_in)``."""
+        scale = 1.0 / math.sqrt(fan_in or max(1, int(np.prod(shape[1:]))))
+        return self.const((self.rng.standard_normal(shape) * scale).astype(np.float32))
+
+    def op(self, op_type: str, inputs: Sequence[str], output: bool = False, **attrs) -> str:
+        name = self._name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
+        if output:
+            self.outputs.append(name)
+        return name
+
+    def out(self, *names: str) -> None:
+        self.outputs.extend(names)
+
+    def model(self) -> onnx.ModelProto:
+        outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
+                   for n in self.outputs]
+        graph = helper.make_graph(self.nodes, "test", self.inputs, outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        model.ir_version = 8  # pinned: onnxruntime reads up to IR 13
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+#: 2-D convolutions for code generator tests: (N, C, H, W), (OC, kh, kw), attributes.
+#: Groups, depthwise with and without a channel multiplier, strides, dilations, every
+#: auto_pad, 1x1, asymmetric pads and kernels.
+CONV_CASES: list[tuple[tuple[int, ...], tuple[int, int, int], dict]] = [
+    ((2, 3, 9, 9), (5, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 4, 10, 11), (6, 3, 3), {"strides": [2, 2], "pads": [0, 1, 1, 0]}),
+    ((1, 3, 12, 12), (4, 5, 5), {"dilations": [2, 2], "pads": [4, 4, 4, 4]}),
+    ((1, 8, 7, 7), (6, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),
+    ((1, 8, 9, 9), (8, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+    ((1, 6, 11, 11), (6, 3, 3), {"group": 6, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 4, 8, 8), (8, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),  # channel multiplier 2
+    ((2, 16, 5, 7), (40, 1, 1), {}),  # 1x1 read in place, partial panel
+    ((1, 8, 9, 9), (4, 1, 1), {"strides": [2, 2]}),
+    ((1, 3, 10, 9), (4, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((1, 3, 10, 9), (4, 4, 4), {"auto_pad": "SAME_LOWER"}),
+    ((1, 3, 10, 9), (4, 3, 2), {"auto_pad": "VALID", "strides": [2, 1]}),
+    ((1, 2, 6, 30), (3, 1, 3), {"pads": [0, 2, 0, 2], "dilations": [1, 3]}),
+    ((1, 12, 3, 3), (24, 3, 3), {"pads": [1, 1, 1, 1], "group": 3}),
+]
+
+#: 2-D pooling windows for code generator tests: (N, C, H, W), attributes. Strides,
+#: pads, ceil_mode, asymmetric windows, auto_pad, a global-sized window over more
+#: channels than one vector chunk.
+POOL_CASES: list[tuple[tuple[int, ...], dict]] = [
+    ((1, 3, 8, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ((2, 2, 9, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 10, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ((1, 2, 9, 9), {"kernel_shape": [3, 2], "pads": [1, 0, 2, 1]}),
+    ((1, 2, 11, 10), {"kernel_shape": [3, 3], "strides": [3, 2], "auto_pad": "SAME_UPPER"}),
+    ((1, 70, 7, 7), {"kernel_shape": [7, 7]}),
+]

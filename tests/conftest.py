@@ -3,7 +3,7 @@ other, so anything shared lives here as a fixture."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
@@ -102,3 +102,19 @@ def example_model():
         return model
 
     return make
+
+
+@pytest.fixture
+def captured_regions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """Regions the cpu codegen sees during the test (through its public hook)."""
+    from reference_backends.cpu import codegen
+    from reference_backends.cpu.target import target as cpu_target
+
+    seen: list = []
+
+    def recording(region):
+        seen.append(region)
+        return codegen.generate(region)
+
+    monkeypatch.setattr(cpu_target, "codegen", recording)
+    yield seen

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -15,11 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import byoc_sdk as byoc
 from byoc_sdk import model_zoo
-from byoc_sdk.codegen import Region
 from byoc_sdk.testing import run_onnxruntime
-from reference_backends.cpu import codegen, params
+from reference_backends.cpu import params
 from reference_backends.cpu.lower import plan
-from reference_backends.cpu.target import target as cpu_target
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -66,19 +63,6 @@ def chain_feeds(channels: int = 8) -> dict[str, np.ndarray]:
 def generated_source(compiled: byoc.CompiledModel) -> str:
     (region,) = [r for r in compiled.package.regions if r.target == "cpu"]
     return next(iter(region.artifact.sources.values()))
-
-
-@pytest.fixture
-def captured_regions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Region]]:
-    """Regions the cpu codegen sees during the test (through its public hook)."""
-    seen: list[Region] = []
-
-    def recording(region: Region):
-        seen.append(region)
-        return codegen.generate(region)
-
-    monkeypatch.setattr(cpu_target, "codegen", recording)
-    yield seen
 
 
 # --- whole models ------------------------------------------------------------------

@@ -8,80 +8,19 @@ match onnxruntime on the original model within rtol 1e-4.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 import byoc_sdk as byoc
-from byoc_sdk.testing import run_onnxruntime
+from byoc_sdk.testing import CONV_CASES, POOL_CASES, ModelBuilder, run_onnxruntime
 
 RTOL, ATOL = 1e-4, 1e-5
 
 
-class Net:
-    """A test model under construction: random inputs and weights, any ops."""
-
-    def __init__(self, opset: int = 17, seed: int = 0) -> None:
-        self.opset = opset
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.inputs: list[onnx.ValueInfoProto] = []
-        self.outputs: list[str] = []
-        self.feeds: dict[str, np.ndarray] = {}
-        self._count = 0
-
-    def _name(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}{self._count}"
-
-    def input(self, shape: Sequence[int], *, positive: bool = False,
-              array: np.ndarray | None = None) -> str:
-        """A graph input fed with standard-normal values (``|x| + 0.1`` if positive)."""
-        if array is None:
-            array = self.rng.standard_normal(shape).astype(np.float32)
-            if positive:
-                array = np.asarray(np.abs(array) + np.float32(0.1), np.float32)
-        name = self._name("in")
-        dtype = helper.np_dtype_to_tensor_dtype(array.dtype)
-        self.inputs.append(helper.make_tensor_value_info(name, dtype, array.shape))
-        self.feeds[name] = array
-        return name
-
-    def const(self, array: np.ndarray) -> str:
-        name = self._name("c")
-        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def weight(self, shape: Sequence[int], fan_in: int | None = None) -> str:
-        """A constant float32 weight scaled by ``1 / sqrt(fan_in)``."""
-        scale = 1.0 / math.sqrt(fan_in or max(1, int(np.prod(shape[1:]))))
-        return self.const((self.rng.standard_normal(shape) * scale).astype(np.float32))
-
-    def op(self, op_type: str, inputs: Sequence[str], output: bool = False, **attrs) -> str:
-        name = self._name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
-        if output:
-            self.outputs.append(name)
-        return name
-
-    def out(self, *names: str) -> None:
-        self.outputs.extend(names)
-
-    def model(self) -> onnx.ModelProto:
-        outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
-                   for n in self.outputs]
-        graph = helper.make_graph(self.nodes, "test", self.inputs, outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
-        model.ir_version = 8
-        return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
-
-def check(net: Net, *, rtol: float = RTOL, atol: float = ATOL,
+def check(net: ModelBuilder, *, rtol: float = RTOL, atol: float = ATOL,
           tuning: dict | None = None) -> byoc.CompiledModel:
     """Build ``net`` for cpu (every node on cpu, no fallback) and compare with onnxruntime."""
     model = net.model()
@@ -110,28 +49,9 @@ def source_of(compiled: byoc.CompiledModel) -> str:
 # --- convolution -------------------------------------------------------------------
 
 
-CONVS = [
-    # (N, C, H, W), (OC, kh, kw), attributes
-    ((2, 3, 9, 9), (5, 3, 3), {"pads": [1, 1, 1, 1]}),
-    ((1, 4, 10, 11), (6, 3, 3), {"strides": [2, 2], "pads": [0, 1, 1, 0]}),
-    ((1, 3, 12, 12), (4, 5, 5), {"dilations": [2, 2], "pads": [4, 4, 4, 4]}),
-    ((1, 8, 7, 7), (6, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),
-    ((1, 8, 9, 9), (8, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
-    ((1, 6, 11, 11), (6, 3, 3), {"group": 6, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ((1, 4, 8, 8), (8, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),  # channel multiplier 2
-    ((2, 16, 5, 7), (40, 1, 1), {}),  # 1x1 read in place, partial panel
-    ((1, 8, 9, 9), (4, 1, 1), {"strides": [2, 2]}),
-    ((1, 3, 10, 9), (4, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
-    ((1, 3, 10, 9), (4, 4, 4), {"auto_pad": "SAME_LOWER"}),
-    ((1, 3, 10, 9), (4, 3, 2), {"auto_pad": "VALID", "strides": [2, 1]}),
-    ((1, 2, 6, 30), (3, 1, 3), {"pads": [0, 2, 0, 2], "dilations": [1, 3]}),
-    ((1, 12, 3, 3), (24, 3, 3), {"pads": [1, 1, 1, 1], "group": 3}),
-]
-
-
 def test_conv_shapes_and_attributes() -> None:
-    net = Net()
-    for index, (shape, (out, kh, kw), attrs) in enumerate(CONVS):
+    net = ModelBuilder()
+    for index, (shape, (out, kh, kw), attrs) in enumerate(CONV_CASES):
         group = attrs.get("group", 1)
         weight = net.weight((out, shape[1] // group, kh, kw))
         inputs = [net.input(shape), weight]
@@ -153,7 +73,7 @@ def test_conv_schedules(schedule: dict) -> None:
     """Every way the generator can run a convolution gives the same result: register
     tiles of pixels or of channels, input columns in place, from im2col tiles or from
     shifted windows of a padded copy; constant (packed, BN-folded) or computed weights."""
-    net = Net()
+    net = ModelBuilder()
     for shape, (out, kh, kw), attrs in [
         ((2, 8, 9, 10), (20, 3, 3), {"pads": [1, 1, 1, 1]}),
         ((1, 6, 7, 7), (6, 3, 3), {"pads": [2, 1, 0, 1], "dilations": [2, 1], "group": 2}),
@@ -182,7 +102,7 @@ def test_conv_schedules(schedule: dict) -> None:
     {"mr": 1, "nv": 2, "parallel_min": 1},
 ])
 def test_matmul_schedules(schedule: dict) -> None:
-    net = Net()
+    net = ModelBuilder()
     net.op("MatMul", [net.input((13, 37)), net.weight((37, 70))], output=True)
     net.op("MatMul", [net.input((2, 9, 20)), net.input((2, 20, 33))], output=True)
     net.op("Gemm", [net.input((20, 11)), net.input((50, 11)), net.weight((50,), 1)],
@@ -192,7 +112,7 @@ def test_matmul_schedules(schedule: dict) -> None:
 
 def test_conv_with_computed_weights_and_bias() -> None:
     """Weights and bias as graph inputs: packed per call, no BN folding."""
-    net = Net()
+    net = ModelBuilder()
     net.op("Conv", [net.input((1, 4, 8, 8)), net.input((6, 4, 3, 3)), net.input((6,))],
            output=True, pads=[1, 1, 1, 1])
     net.op("Conv", [net.input((1, 4, 8, 8)), net.input((4, 1, 3, 3))], output=True,
@@ -207,7 +127,7 @@ def test_conv_with_computed_weights_and_bias() -> None:
                                         "HardSwish"])
 def test_conv_bias_bn_activation_composites(activation: str) -> None:
     """conv_bn_act (BN folded into the packed weights), conv_act, and Conv+Add(bias)."""
-    net = Net()
+    net = ModelBuilder()
 
     def act(x: str) -> str:
         if activation == "Clip":
@@ -238,7 +158,7 @@ def test_conv_bias_bn_activation_composites(activation: str) -> None:
 
 
 def test_standalone_batchnorm() -> None:
-    net = Net()
+    net = ModelBuilder()
     for shape in [(2, 3, 4, 5), (3, 4), (1, 2, 7)]:
         channels = shape[1]
         var = net.const(np.abs(net.rng.standard_normal(channels)).astype(np.float32) + 0.1)
@@ -258,7 +178,7 @@ CONV_TRANSPOSES = [
 
 
 def test_conv_transpose() -> None:
-    net = Net()
+    net = ModelBuilder()
     for index, (shape, wshape, attrs) in enumerate(CONV_TRANSPOSES):
         inputs = [net.input(shape), net.weight(wshape, fan_in=wshape[0] * 4)]
         if index % 2:
@@ -273,7 +193,7 @@ def test_conv_transpose() -> None:
 
 
 def test_gemm_variants() -> None:
-    net = Net()
+    net = ModelBuilder()
     net.op("Gemm", [net.input((7, 13)), net.weight((13, 9)), net.weight((9,), 1)], output=True)
     net.op("Gemm", [net.input((13, 7)), net.weight((40, 13)), net.weight((7, 1), 1)],
            output=True, transA=1, transB=1, alpha=0.5, beta=2.0)
@@ -286,7 +206,7 @@ def test_gemm_variants() -> None:
 
 
 def test_matmul_variants() -> None:
-    net = Net()
+    net = ModelBuilder()
     net.op("MatMul", [net.input((17, 24)), net.weight((24, 50))], output=True)
     net.op("MatMul", [net.input((2, 3, 5, 8)), net.weight((8, 6))], output=True)
     net.op("MatMul", [net.input((2, 1, 4, 8)), net.input((3, 8, 5))], output=True)
@@ -300,7 +220,7 @@ def test_matmul_variants() -> None:
 @pytest.mark.parametrize("activation", ["Relu", "Gelu", "Sigmoid"])
 def test_gemm_and_matmul_composites(activation: str) -> None:
     """gemm_act and matmul_add_act, the bias and activation fused into the product."""
-    net = Net(opset=20)
+    net = ModelBuilder(opset=20)
     x = net.op("Gemm", [net.input((5, 16)), net.weight((16, 24)), net.weight((24,), 1)])
     net.op(activation, [x], output=True)
     y = net.op("MatMul", [net.input((2, 6, 16)), net.weight((16, 40))])
@@ -327,7 +247,7 @@ BROADCASTS = [
 
 @pytest.mark.parametrize("op_type", ["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"])
 def test_binary_broadcasting(op_type: str) -> None:
-    net = Net()
+    net = ModelBuilder()
     positive = op_type in ("Pow", "Div")
     for left, right in BROADCASTS:
         net.op(op_type, [net.input(left, positive=op_type == "Pow"),
@@ -343,7 +263,7 @@ def test_binary_broadcasting(op_type: str) -> None:
 
 
 def test_pow_exponents() -> None:
-    net = Net()
+    net = ModelBuilder()
     for exponent in (2.0, 3.0, 0.5, -1.0, 1.7):
         net.op("Pow", [net.input((3, 8), positive=True), net.const(np.float32(exponent))],
                output=True)
@@ -360,7 +280,7 @@ UNARY = [
 
 
 def test_unary_ops() -> None:
-    net = Net(opset=20)
+    net = ModelBuilder(opset=20)
     for op_type, attrs in UNARY:
         shape = (2, 3, 17)
         x = net.input(shape, positive=op_type in ("Log", "Sqrt"))
@@ -378,7 +298,7 @@ def test_unary_ops() -> None:
 def test_transcendentals_over_their_whole_range() -> None:
     """The vectorized exp, erf, tanh and sigmoid agree with onnxruntime far into
     overflow and underflow, and on the small values where relative error is hardest."""
-    net = Net(opset=20)
+    net = ModelBuilder(opset=20)
     wide = np.concatenate([np.linspace(-120, 120, 961), np.linspace(-1, 1, 801),
                            [1e-6, -1e-6, 1e-30, 0.0, 88.7, 88.8, -87.4, -104.0]])
     for op_type, attrs in [("Exp", {}), ("Erf", {}), ("Tanh", {}), ("Sigmoid", {}),
@@ -392,7 +312,7 @@ def test_transcendentals_over_their_whole_range() -> None:
 
 def test_elementwise_chains_fuse() -> None:
     """A chain after a kernel is applied in its store; a chain on inputs is one map."""
-    net = Net()
+    net = ModelBuilder()
     x = net.input((2, 4, 6, 6))
     conv = net.op("Conv", [x, net.weight((4, 4, 3, 3))], pads=[1] * 4)
     y = net.op("Add", [conv, x])
@@ -407,7 +327,7 @@ def test_elementwise_chains_fuse() -> None:
 def test_epilogues_after_every_kernel_family() -> None:
     """Each kind of kernel stores through fused elementwise ops (a broadcast operand on
     either side, then a unary op) whatever expression its own result is."""
-    net = Net()
+    net = ModelBuilder()
 
     def tail(x: str, shape: Sequence[int]) -> None:
         y = net.op("Mul", [x, net.const(net.rng.standard_normal(shape[-1:]).astype(np.float32))])
@@ -440,23 +360,15 @@ def test_epilogues_after_every_kernel_family() -> None:
 # --- pooling -----------------------------------------------------------------------
 
 
-POOLS = [
-    ((1, 3, 8, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}),
-    ((2, 2, 9, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ((1, 2, 10, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
-    ((1, 2, 9, 9), {"kernel_shape": [3, 2], "pads": [1, 0, 2, 1]}),
-    ((1, 2, 11, 10), {"kernel_shape": [3, 3], "strides": [3, 2], "auto_pad": "SAME_UPPER"}),
-    ((1, 1, 7, 7), {"kernel_shape": [7, 7]}),
-]
 
 
 @pytest.mark.parametrize("op_type", ["MaxPool", "AveragePool"])
 def test_pooling(op_type: str) -> None:
-    net = Net(opset=19)
-    for shape, attrs in POOLS:
+    net = ModelBuilder(opset=19)
+    for shape, attrs in POOL_CASES:
         net.op(op_type, [net.input(shape)], output=True, **attrs)
     if op_type == "AveragePool":
-        for shape, attrs in POOLS[1:4]:
+        for shape, attrs in POOL_CASES[1:4]:
             net.op(op_type, [net.input(shape)], output=True, count_include_pad=1, **attrs)
     else:
         net.op(op_type, [net.input((1, 2, 12, 12))], output=True, kernel_shape=[3, 3],
@@ -473,7 +385,7 @@ REDUCE_AXES = [(-1,), (0,), (1,), (0, 2), (1, 2, 3), None]
 
 @pytest.mark.parametrize("op_type", ["ReduceMean", "ReduceSum", "ReduceMax"])
 def test_reductions(op_type: str) -> None:
-    net = Net(opset=18)
+    net = ModelBuilder(opset=18)
     for keepdims in (0, 1):
         for axes in REDUCE_AXES:
             inputs = [net.input((2, 3, 4, 33))]
@@ -486,7 +398,7 @@ def test_reductions(op_type: str) -> None:
 
 
 def test_reductions_with_axes_attribute() -> None:
-    net = Net(opset=13)
+    net = ModelBuilder(opset=13)
     net.op("ReduceMean", [net.input((2, 5, 6))], output=True, axes=[1])
     net.op("ReduceMax", [net.input((2, 5, 6))], output=True, axes=[0, -1], keepdims=0)
     net.op("ReduceSum", [net.input((2, 5, 6)), net.const(np.array([2], np.int64))],
@@ -495,7 +407,7 @@ def test_reductions_with_axes_attribute() -> None:
 
 
 def test_softmax_axes() -> None:
-    net = Net()
+    net = ModelBuilder()
     for shape, axis in [((4, 10), -1), ((2, 3, 5), 1), ((3, 4, 2), 0), ((2, 300), 1),
                         ((2, 3, 4, 1), 2)]:
         net.op("Softmax", [net.input(shape)], output=True, axis=axis)
@@ -503,7 +415,7 @@ def test_softmax_axes() -> None:
 
 
 def test_layer_normalization() -> None:
-    net = Net()
+    net = ModelBuilder()
     net.op("LayerNormalization", [net.input((2, 5, 16)), net.weight((16,), 1),
                                   net.weight((16,), 1)], output=True)
     net.op("LayerNormalization", [net.input((3, 4, 6)), net.weight((4, 6), 1)], output=True,
@@ -517,7 +429,7 @@ def test_layer_normalization() -> None:
 
 def test_old_opset_forms() -> None:
     """Attributes that later opsets turned into inputs, and Softmax's old 2-D coercion."""
-    net = Net(opset=10)
+    net = ModelBuilder(opset=10)
     net.op("Clip", [net.input((3, 6))], output=True, min=-0.3, max=0.4)
     net.op("Softmax", [net.input((2, 3, 4))], output=True, axis=1)
     net.op("ReduceMean", [net.input((2, 3, 4))], output=True, axes=[1, 2])
@@ -533,7 +445,7 @@ def test_old_opset_forms() -> None:
 
 def test_views() -> None:
     """Reshape, Flatten, Squeeze and Unsqueeze share memory; each feeds a computation."""
-    net = Net()
+    net = ModelBuilder()
     x = net.input((2, 3, 4))
     r = net.op("Reshape", [x, net.const(np.array([0, -1], np.int64))])
     net.op("Relu", [r], output=True)
@@ -548,7 +460,7 @@ def test_views() -> None:
 
 
 def test_transpose_concat_slice() -> None:
-    net = Net()
+    net = ModelBuilder()
     for shape, perm in [((3, 4), None), ((2, 3, 4, 5), (0, 2, 3, 1)),
                         ((2, 3, 4, 5), (3, 1, 0, 2)), ((2, 3, 4), (0, 2, 1)),
                         ((1, 6, 1, 7), (2, 0, 3, 1))]:
@@ -570,7 +482,7 @@ def test_transpose_concat_slice() -> None:
 
 
 def test_gather() -> None:
-    net = Net()
+    net = ModelBuilder()
     indices = net.input((3, 2), array=np.array([[0, 2], [-1, 1], [4, -5]], np.int64))
     net.op("Gather", [net.input((5, 4)), indices], output=True)
     net.op("Gather", [net.input((2, 5, 3)), net.const(np.array([4, 0, -2], np.int64))],
@@ -583,7 +495,7 @@ def test_gather() -> None:
 
 
 def test_gather_index_out_of_range_fails_cleanly() -> None:
-    net = Net()
+    net = ModelBuilder()
     indices = net.input((2,), array=np.array([0, 1], np.int64))
     net.op("Gather", [net.input((3, 4)), indices], output=True)
     compiled = check(net)
@@ -597,7 +509,7 @@ def test_gather_index_out_of_range_fails_cleanly() -> None:
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint8, np.float16,
                                    np.float64, np.uint16])
 def test_cast_to_float32(dtype: type) -> None:
-    net = Net()
+    net = ModelBuilder()
     array = (net.rng.standard_normal((3, 7)) * 50).astype(dtype)
     x = net.input(array.shape, array=array)
     net.op("Cast", [x], output=True, to=TensorProto.FLOAT)
@@ -609,7 +521,7 @@ def test_cast_to_float32(dtype: type) -> None:
 
 
 def test_declined_nodes_stay_on_the_host_with_reasons() -> None:
-    net = Net()
+    net = ModelBuilder()
     x = net.input((1, 4, 6, 6))
     net.op("ConvTranspose", [x, net.weight((4, 2, 3, 3))], output=True, group=2)
     net.op("Cast", [net.input((3,))], output=True, to=TensorProto.INT64)

@@ -23,6 +23,10 @@ from byoc_sdk.node_info import dtype_name
 #: Ops that only reinterpret the shape of their first input.
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
+#: Storage order of each layout a 4-D activation may have, as the logical (NCHW) axes
+#: from the outermost to the innermost in memory.
+LAYOUT_AXES = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
+
 
 class UnsupportedError(ValueError):
     """The region holds something the generator cannot compile (the build falls back)."""
@@ -45,6 +49,9 @@ class Tensor:
     #: A value derived at build time (a folded bias, say), not a region constant: the
     #: generated source spells it out instead of receiving it in ``_init``.
     embedded: bool = False
+    #: How a 4-D tensor is stored (see ``LAYOUT_AXES``); ``shape`` stays the logical
+    #: NCHW shape whatever the layout, so only index computations look at this.
+    layout: str = "NCHW"
 
     @property
     def size(self) -> int:
@@ -68,6 +75,11 @@ class Tensor:
     def is_scalar_const(self) -> bool:
         """A constant of one element: generated code spells it as a literal."""
         return self.value is not None and self.value.size == 1
+
+    @property
+    def storage_axes(self) -> tuple[int, ...] | None:
+        """The logical axes in storage order, ``None`` when stored row-major as shaped."""
+        return None if self.layout == "NCHW" else LAYOUT_AXES[self.layout]
 
     def root(self) -> Tensor:
         """The tensor that owns this one's storage (itself unless it is a view)."""

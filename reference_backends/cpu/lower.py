@@ -3,7 +3,8 @@
 :func:`plan` reads the region, folds each BatchNormalization that follows a Conv with
 constant weights into that Conv (the per-channel factors are computed here, at build
 time, and applied while the weights are packed), makes one kernel per remaining op and
-lets each kernel absorb the chain of elementwise ops after it, then places every
+lets each kernel absorb the chain of elementwise ops after it (after the layout pass
+of ``layout.py`` chose how 4-D activations are stored), then places every
 intermediate tensor in one workspace, reusing memory between tensors whose lifetimes do
 not overlap.
 
@@ -24,6 +25,7 @@ from reference_backends.cpu.graph import Op, RegionGraph, Tensor, is_folded, rea
 from reference_backends.cpu.kernels import lower_op
 from reference_backends.cpu.kernels.base import Kernel
 from reference_backends.cpu.kernels.elementwise import fusable
+from reference_backends.cpu.layout import assign_layouts
 from reference_backends.cpu.params import RegionParams, as_record, region_params
 
 _ALIGN = 64
@@ -45,8 +47,10 @@ class Program:
 
     def kernel_params(self) -> dict[str, dict]:
         """Each kernel's schedule as a tuning record entry, by kernel name: what a tuner
-        starts from, and what ``{"kernels": ...}`` in a record overrides."""
-        return {k.name: as_record(k.params) for k in self.kernels}
+        starts from, and what ``{"kernels": ...}`` in a record overrides. Outside NCHW
+        every entry also names the region's layout."""
+        layout = {} if self.region.layout == "NCHW" else {"layout": self.region.layout}
+        return {k.name: {**layout, **as_record(k.params)} for k in self.kernels}
 
 
 def plan(region: Region) -> Program:
@@ -54,6 +58,7 @@ def plan(region: Region) -> Program:
     params = region_params(region.options)
     graph = read_region(region)
     fold_batchnorms(graph)
+    assign_layouts(graph, params.layout)
     kernels = make_kernels(graph, lambda op: lower_op(op, params))
     program = Program(graph, kernels, params)
     place_tensors(program)

@@ -35,12 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-#: Activation layouts the parameters can name. ``NCHW`` is what the generator emits
-#: today; the blocked ``NCHW{x}c`` and ``NHWC`` forms are accepted by the parameter
-#: model (for tuning records and the ALT layout search) and refused by the generator
-#: with a clear reason until their kernels exist.
+#: Activation layouts the parameters can name. The generator emits ``NCHW`` and
+#: ``NHWC`` (channels-last 4-D activations inside the region, see ``layout.py``); the
+#: blocked ``NCHW{x}c`` form is accepted by the parameter model (for tuning records and
+#: the ALT layout search) and refused by the generator with a clear reason until its
+#: kernels exist.
 LAYOUT_PATTERN = re.compile(r"^(NCHW|NHWC|NCHW(\d+)c)$")
-IMPLEMENTED_LAYOUTS = frozenset({"NCHW"})
+IMPLEMENTED_LAYOUTS = frozenset({"NCHW", "NHWC"})
 VECTOR_WIDTHS = (4, 8, 16)
 S = TypeVar("S", bound="Schedule")
 REGION_KEYS = frozenset({"vector_width", "threads", "layout", "ops", "kernels"})
@@ -241,6 +242,26 @@ def default_conv(
                         nv=nv)
 
 
+def default_conv_channels_last(out_channels_per_group: int, out_width: int, reduction: int,
+                               depthwise: bool, vector_width: int,
+                               stride: int = 1) -> ConvSchedule:
+    """A convolution schedule for a channels-last (NHWC) input. Every product tiles by
+    pixels (channels are contiguous in both the input rows and the output), two vectors
+    of channels unless there are few; stride 1 uses the implicit im2col of a padded copy,
+    other strides im2col tiles that fit in half of a 1 MiB L2. Depthwise convolutions
+    use the direct kernel, vectorized over channels."""
+    if depthwise:  # tile_rows: output pixels per block of the channel loop
+        return ConvSchedule(algorithm="depthwise", tile_rows=8)
+    nv = 2 if out_channels_per_group > vector_width else 1
+    mr = 12 if nv == 2 else 14
+    rows_for_pixels = max(1, -(-512 // out_width))
+    if stride == 1:
+        return ConvSchedule(algorithm="implicit", tile_rows=rows_for_pixels, mr=mr, nv=nv)
+    budget_rows = max(1, (512 * 1024) // max(1, 4 * reduction * out_width))
+    return ConvSchedule(algorithm="gemm", tile_rows=min(rows_for_pixels, budget_rows),
+                        mr=mr, nv=nv)
+
+
 #: From this reduction depth (input channels x kernel taps) on, convolutions into more
 #: than one vector of channels tile by pixels (see ConvSchedule).
 DEEP_REDUCTION = 64
@@ -273,7 +294,23 @@ def region_params(options: Mapping[str, Any], vector_width: int | None = None) -
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping)
                                                      for v in table.values()):
             raise ParamError(f"option {key!r} must map names to parameter objects")
-    return RegionParams(width, threads, layout, ops, kernels)
+    return RegionParams(width, threads, layout, _without_layout(ops, layout),
+                        _without_layout(kernels, layout))
+
+
+def _without_layout(table: Mapping[str, Mapping[str, Any]],
+                    layout: str) -> dict[str, Mapping[str, Any]]:
+    """Per-op or per-kernel entries without their ``layout`` key. Records from
+    ``kernel_params()`` name the region's layout in every entry; layouts are chosen per
+    region, not per kernel, so any other value is an error."""
+    stripped: dict[str, Mapping[str, Any]] = {}
+    for name, entry in table.items():
+        asked = entry.get("layout", layout)
+        if asked != layout:
+            raise ParamError(f"kernel {name!r} asks for layout {asked!r} in a region laid "
+                             f"out {layout} (layouts are chosen per region)")
+        stripped[name] = {k: v for k, v in entry.items() if k != "layout"}
+    return stripped
 
 
 def resolve_params(

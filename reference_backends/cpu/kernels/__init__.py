@@ -45,6 +45,7 @@ LOWERINGS: dict[str, Lowering] = {
     "Gather": _loops(movement.gather_kernel),
     "Cast": _loops(movement.cast_kernel),
     **{name: _loops(elementwise.map_kernel) for name in elementwise.ELEMENTWISE_OPS},
+    "byoc.Relayout": _loops(movement.relayout_kernel),
 }
 
 

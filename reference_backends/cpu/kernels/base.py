@@ -12,11 +12,12 @@ loop nest the kernel runs.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reference_backends.cpu.cwriter import CWriter, c_identifier, float_literal
 from reference_backends.cpu.graph import Op, Tensor, UnsupportedError
@@ -83,19 +84,43 @@ def strides_of(shape: Sequence[int]) -> list[int]:
     return strides[::-1]
 
 
-def operand_index(shape: Sequence[int], out_shape: Sequence[int], coords: Coords) -> str:
+def storage_strides(dims: Sequence[int], axes: Sequence[int] | None) -> list[int]:
+    """The stride of each logical axis of a tensor of ``dims`` stored with its axes in
+    the order ``axes`` (outermost first; ``None``: row-major as shaped)."""
+    if axes is None:
+        return strides_of(dims)
+    stored = strides_of([dims[a] for a in axes])
+    strides = [0] * len(dims)
+    for position, axis in enumerate(axes):
+        strides[axis] = stored[position]
+    return strides
+
+
+def _contiguous(live: Sequence[int], dims: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether the ``live`` axes of a group are stored as one flat run in their order."""
+    return all(strides[a] == strides[b] * dims[b] for a, b in itertools.pairwise(live))
+
+
+def operand_index(shape: Sequence[int], out_shape: Sequence[int], coords: Coords,
+                  axes: Sequence[int] | None = None) -> str:
     """The flat index into a tensor of ``shape`` that broadcasts to ``out_shape``, at the
-    output position ``coords`` describes (numpy broadcasting: shapes align on the right)."""
+    output position ``coords`` describes (numpy broadcasting: shapes align on the right).
+    ``axes`` is the tensor's storage order (``Tensor.storage_axes``); a coords group
+    whose axes are not one run in storage is split into its axes."""
     rank = len(out_shape)
     dims = (1,) * (rank - len(shape)) + tuple(shape)
-    strides = strides_of(dims)
+    if axes is not None and len(axes) < rank:  # broadcast to a higher rank: axes shift
+        lead = rank - len(axes)
+        axes = (*range(lead), *(a + lead for a in axes))
+    strides = storage_strides(dims, axes)
     terms: list[str | None] = []
     for start, stop, expr in coords:
         live = [a for a in range(start, stop) if dims[a] != 1]
         if not live:
             continue
-        if all(dims[a] == out_shape[a] for a in range(start, stop)):
-            terms.append(scaled(expr, strides[stop - 1]))
+        if (all(dims[a] == out_shape[a] for a in range(start, stop))
+                and _contiguous(live, dims, strides)):
+            terms.append(scaled(expr, strides[live[-1]]))
             continue
         for axis in live:
             inner = math.prod(out_shape[axis + 1:stop])
@@ -129,6 +154,9 @@ class ModuleContext:
     constants: list[Tensor] = field(default_factory=list)
     scratch_bytes: int = 0
     embedded_names: dict[int, str] = field(default_factory=dict)
+    #: The tensors ``embedded_names`` is keyed by, kept alive: derived values are often
+    #: made for one call, and a freed tensor's id may come back for another one.
+    embedded_tensors: list[Tensor] = field(default_factory=list)
 
     def helper(self, key: str, text: str) -> None:
         """A static C function (or type) emitted once before the kernels."""
@@ -169,6 +197,9 @@ class ModuleContext:
                                 ctype(tensor), tensor.size, fill)
         return name
 
+    #: How a derived array is declared (the cuda generator puts it in device memory).
+    embedded_qualifier: ClassVar[str] = "static const"
+
     def embedded_array(self, tensor: Tensor) -> str:
         """A ``static const`` array holding derived value ``tensor``; returns its name."""
         name = c_identifier(f"e{len(self.helpers)}_{tensor.name}", "e")
@@ -179,9 +210,10 @@ class ModuleContext:
             items = ", ".join(str(int(v)) for v in values)
         key = f"embedded:{id(tensor)}"
         if key not in self.helpers:
-            self.helpers[key] = (f"static const {ctype(tensor)} {name}[{values.size}] = "
-                                 f"{{{items}}};\n")
+            self.helpers[key] = (f"{self.embedded_qualifier} {ctype(tensor)} "
+                                 f"{name}[{max(1, values.size)}] = {{{items}}};\n")
             self.embedded_names[id(tensor)] = name
+            self.embedded_tensors.append(tensor)
         return self.embedded_names[id(tensor)]
 
     def need_scratch(self, nbytes: int) -> None:
@@ -291,13 +323,27 @@ class Kernel:
         """Workspace tensors the kernel needs while it runs (shared by its threads)."""
         return []
 
+    def layout(self) -> str | None:
+        """``NHWC``, ``NCHW->NHWC`` or ``NHWC->NCHW`` (the layouts of the main input and of
+        the output) for a kernel that touches a channels-last tensor, else ``None``."""
+        main = self.root.input(0)
+        read = main.layout if main is not None else "NCHW"
+        written = self.output.layout
+        if read == written == "NCHW":
+            return None
+        return read if read == written else f"{read}->{written}"
+
     def describe(self) -> str:
         fused = self.epilogue.describe()
         extra = f" + {fused}" if fused else ""
         folded = self.root.attr("byoc.folded")
         if folded:
             extra += f" (BatchNormalization {folded!r} folded)"
-        return f"{self.root.op_type} {self.root.name!r}{extra}; {describe(self.params)}"
+        layout = self.layout()
+        params = describe(self.params)
+        if layout is not None:
+            params = f"layout={layout}, {params}"
+        return f"{self.root.op_type} {self.root.name!r}{extra}; {params}"
 
     def emit(self, w: CWriter, ctx: KernelContext) -> None:
         raise NotImplementedError
@@ -374,6 +420,28 @@ def coalesce(out_shape: Sequence[int], shapes: Sequence[Sequence[int]]) -> list[
         else:
             groups.append((axis, axis + 1))
             kinds = axis_kinds
+    return groups
+
+
+def stored_groups(out_shape: Sequence[int], shapes: Sequence[Sequence[int]],
+                  axes: Sequence[int] | None) -> list[tuple[int, int]]:
+    """:func:`coalesce` over the output's axes taken in storage order ``axes``: groups of
+    logical axes, listed outermost first in memory, so that a loop nest over them walks
+    the output contiguously. ``None``: row-major, exactly ``coalesce``."""
+    if axes is None:
+        return coalesce(out_shape, shapes)
+    rank = len(out_shape)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    stored = coalesce([out_shape[a] for a in axes], [[s[a] for a in axes] for s in padded])
+    groups: list[tuple[int, int]] = []
+    for first, stop in stored:
+        logical = [axes[p] for p in range(first, stop)]
+        start = logical[0]
+        for previous, axis in itertools.pairwise(logical):
+            if axis != previous + 1:  # not consecutive logically: a coords group ends
+                groups.append((start, previous + 1))
+                start = axis
+        groups.append((start, logical[-1] + 1))
     return groups
 
 

@@ -9,6 +9,12 @@ read in place (1x1), built per tile of output rows into thread scratch (im2col),
 read as shifted windows of a zero-padded copy of the input (stride 1, no im2col at
 all); :class:`ConvKernel` says how the two sides map onto the register tile. The bias
 (or the folded BN shift) and the fused activations run in the store.
+
+An input stored channels-last (NHWC, see ``layout.py``) makes the same product with
+output pixels as the rows (``x[N*H*W, C] @ W^T[C, OC]`` for a 1x1 convolution, read in
+place) and the depth ordered (kernel row, kernel column, channel), so every column of
+the implicit or explicit im2col is a run of contiguous channels; depthwise
+convolutions then slide vectors of channels over the image (``window.ChannelLoop``).
 """
 
 from __future__ import annotations
@@ -30,12 +36,19 @@ from reference_backends.cpu.kernels.gemm import (
     emit_microkernel_call,
     packed_constant_b,
 )
-from reference_backends.cpu.kernels.window import DirectLoop, Window, emit_padded_plane
+from reference_backends.cpu.kernels.window import (
+    ChannelLoop,
+    DirectLoop,
+    Window,
+    channel_chunk,
+    emit_padded_plane,
+)
 from reference_backends.cpu.params import (
     ConvSchedule,
     GemmSchedule,
     RegionParams,
     default_conv,
+    default_conv_channels_last,
     default_gemm,
     resolve_params,
 )
@@ -136,10 +149,11 @@ class ConvKernel(Kernel):
         split = max(1, min(channel_blocks, -(-wanted // units)))
         per_split = -(-channel_blocks // split)
         split = -(-channel_blocks // per_split)
+        last = self.channels_last
         if kind == "implicit":
             source = self._emit_padding(w, ctx, batch * channels)
             plane = (g.pt + g.h + g.pb) * width
-            _offsets_table(w, cg, g, plane, width)
+            _offsets_table(w, cg, g, plane, width, channels if last else None)
         else:
             source, plane = ctx.ptr(x), g.h * g.w
         weights = (self._weight_panels(ctx, depth, ocg, nr, channel_blocks) if by_pixels
@@ -151,8 +165,11 @@ class ConvKernel(Kernel):
             w.line(f"const long g = u / {split * tiles} % {self.groups}, "
                    f"n = u / {split * tiles * self.groups};")
             w.line(f"const long p0 = t * {tile}, np = byoc_minl({tile}, {pixels} - p0);")
-            w.line(f"const float* restrict xg = {source} + (n * {channels} + g * {cg}) * "
-                   f"{plane};")
+            # xg: the group's first input channel of image n (pixels at stride
+            # ``channels`` channels-last, channel planes at stride ``plane`` otherwise).
+            first = (f"n * {plane * channels} + g * {cg}" if last
+                     else f"(n * {channels} + g * {cg}) * {plane}")
+            w.line(f"const float* restrict xg = {source} + {first};")
             columns = self._columns(w, ctx, kind, cg, tile, pixels, by_pixels)
             w.line(f"float tile[{mr * nr}] __attribute__((aligned(64)));")
             share = (f"s * {per_split}", f"byoc_minl((s + 1) * {per_split}, {channel_blocks})")
@@ -195,10 +212,16 @@ class ConvKernel(Kernel):
     def _store(self, w: CWriter, ctx: KernelContext, kind: str, width: int, outer: str,
                outer_count: str, outer_full: int, inner: str, inner_count: str,
                inner_full: int, pixel: str, channel: str) -> None:
-        """The register tile through the epilogue, vectorized along ``inner`` (whose
-        pixels or channels are contiguous in the output); "implicit" skips the padded
-        columns."""
+        """The register tile through the epilogue, vectorized along ``inner``, the
+        tile's pixels, which are contiguous in an NCHW output. An NHWC output has its
+        channels contiguous: when those are the tile's vector lanes ``c`` (orientation
+        "pixels"), the loops swap; tiles of channels by vectors of pixels keep their
+        order, since a short loop over their rows compiles to scalar code.
+        "implicit" skips the padded columns."""
         g, nr = self.window, self.params.nv * ctx.vector_width
+        if self.output.layout == "NHWC" and outer == "c":
+            outer, outer_count, outer_full, inner, inner_count, inner_full = (
+                inner, inner_count, inner_full, outer, outer_count, outer_full)
         value = f"tile[r * {nr} + c]"  # r: the micro-kernel's rows, c: its vector lanes
 
         def body(w: CWriter) -> None:
@@ -222,7 +245,11 @@ class ConvKernel(Kernel):
         if not weights.is_const:
             return Panels("pack", f"{ctx.ptr(weights)} + g * {ocg * depth}", depth, nr,
                           row_stride=1, col_stride=depth)
-        factors = self._bn_factors(ctx)
+        factors = _bn_factors(ctx, op)
+        if self.channels_last:
+            packed = _packed_taps_first(ctx, op, self.groups, ocg, depth, self.window, nr,
+                                        factors)
+            return Panels("packed", packed, depth, nr, panels=panels, matrix="g")
         offsets = [group * ocg * depth for group in range(self.groups)]
         packed, _ = packed_constant_b(ctx, f"pw_{op.name}_{nr}", weights, offsets, depth, ocg,
                                       1, depth, nr, col_scale=factors)
@@ -240,11 +267,11 @@ class ConvKernel(Kernel):
         return RowBlocks(f"{packed} + g * {_round_up(ocg, mr) * depth}", 1, mr, ocg,
                          padded=True, block_stride=depth)
 
-    def _bn_factors(self, ctx: KernelContext) -> str:
-        scale = self.root.attr("byoc.scale")
-        if scale is None:
-            return "NULL"
-        return ctx.module.embedded_array(Tensor.derived(f"{self.root.name}/bn_scale", scale))
+    @property
+    def channels_last(self) -> bool:
+        """Whether the input is stored NHWC: pixel rows of contiguous channels are then
+        the A operand, and the depth runs over (kernel row, kernel column, channel)."""
+        return self.root.inputs[0].layout == "NHWC"
 
     def _columns(self, w: CWriter, ctx: KernelContext, kind: str, cg: int, tile: int,
                  pixels: int, by_pixels: bool) -> RowBlocks | Panels:
@@ -252,6 +279,8 @@ class ConvKernel(Kernel):
         or as B panels."""
         g, p = self.window, self.params
         depth, nr = cg * g.kh * g.kw, p.nv * ctx.vector_width
+        if self.channels_last:
+            return self._pixel_columns(w, ctx, kind, cg, tile, pixels)
         if kind == "direct":
             if by_pixels:
                 return RowBlocks("xg + p0", 1, g.h * g.w, pixels, index="p0 + i0")
@@ -268,12 +297,51 @@ class ConvKernel(Kernel):
         return Panels("rows", "col", depth, nr, row_stride=stride, full=True,
                       copy=p.copy_panels)
 
+    def _pixel_columns(self, w: CWriter, ctx: KernelContext, kind: str, cg: int, tile: int,
+                       pixels: int) -> RowBlocks:
+        """Channels-last A: rows are output pixels, columns (kernel row, kernel column,
+        channel); read in place (1x1), through ``koff`` (implicit), or im2col rows."""
+        g, mr = self.window, self.params.mr
+        channels = self.root.inputs[0].shape[1]
+        if kind == "direct":
+            return RowBlocks(f"xg + p0 * {channels}", channels, 1, pixels, index="p0 + i0")
+        if kind == "implicit":
+            return RowBlocks(f"xg + p0 * {channels}", channels, "koff", pixels, padded=True)
+        depth, stride = cg * g.kh * g.kw, _round_up(tile, mr)
+        self._emit_pixel_im2col(w, ctx, cg, depth * stride)
+        return RowBlocks("col", depth, 1, stride, padded=True)
+
+    def _emit_pixel_im2col(self, w: CWriter, ctx: KernelContext, cg: int, floats: int) -> None:
+        """``col[p][(kh, kw, ci)]`` for the tile's pixels: one copy of ``cg`` contiguous
+        channels per tap, zeros where the tap falls in the padding."""
+        g = self.window
+        channels = self.root.inputs[0].shape[1]
+        w.line(f"float* restrict col = {ctx.scratch(4 * floats)};")
+        with w.loop("r", "np"):
+            w.line(f"const long q = p0 + r, oh = q / {g.ow}, ow = q - oh * {g.ow};")
+            with w.loop("kh", g.kh), w.loop("kw", g.kw):
+                w.line(f"float* restrict d = col + r * {cg * g.kh * g.kw} + (kh * {g.kw} + kw)"
+                       f" * {cg};")
+                w.line(f"const long ih = oh * {g.sh} + kh * {g.dh} - {g.pt}, "
+                       f"iw = ow * {g.sw} + kw * {g.dw} - {g.pl};")
+                with w.block(f"if (ih < 0 || ih >= {g.h} || iw < 0 || iw >= {g.w})"):
+                    with w.loop("ci", cg, pragma="omp simd"):
+                        w.line("d[ci] = 0.0f;")
+                    w.line("continue;")
+                w.line(f"memcpy(d, xg + (ih * {g.w} + iw) * {channels}, {cg} * sizeof(float));")
+
     def _emit_padding(self, w: CWriter, ctx: KernelContext, planes: int) -> str:
-        """Copy every input plane, zero-padded, into the workspace; return its name."""
+        """Copy every input plane, zero-padded, into the workspace; return its name.
+        Channels-last, an image is one plane whose pixels are ``channels`` floats wide."""
         g = self.window
         ph, pw = g.pt + g.h + g.pb, g.pl + g.w + g.pr
         padded = ctx.ptr(self.padded, write=True)
         x = ctx.ptr(self.root.inputs[0])
+        if self.channels_last:
+            batch, channels = self.root.inputs[0].shape[:2]
+            planes, pw = batch, pw * channels
+            g = dataclasses.replace(g, w=g.w * channels, pl=g.pl * channels,
+                                    pr=g.pr * channels)
         w.pragma(ctx.parallel(planes * ph * pw, self.params.parallel_min))
         with w.loop("u", planes):
             w.line(f"float* restrict target = {padded} + u * {ph * pw};")
@@ -325,21 +393,63 @@ def _columns_kind(g: Window, params: ConvSchedule) -> str:
     return "implicit" if params.algorithm == "implicit" else "gemm"
 
 
-def _offsets_table(w: CWriter, cg: int, g: Window, plane: int, width: int) -> None:
+def _offsets_table(w: CWriter, cg: int, g: Window, plane: int, width: int,
+                   channels: int | None = None) -> None:
     """``koff[k]``: where column k = (channel, kernel row, kernel column) of the implicit
-    im2col starts in the padded image."""
-    offsets = [c * plane + kh * g.dh * width + kw * g.dw
-               for c in range(cg) for kh in range(g.kh) for kw in range(g.kw)]
+    im2col starts in the padded image; channels-last (``channels`` floats per pixel),
+    k = (kernel row, kernel column, channel) instead."""
+    if channels is not None:
+        offsets = [(kh * g.dh * width + kw * g.dw) * channels + c
+                   for kh in range(g.kh) for kw in range(g.kw) for c in range(cg)]
+    else:
+        offsets = [c * plane + kh * g.dh * width + kw * g.dw
+                   for c in range(cg) for kh in range(g.kh) for kw in range(g.kw)]
     w.line(f"static const long koff[{len(offsets)}] = {int_list(offsets)};")
 
 
 def _padded_tensor(op: Op, g: Window, reach: int) -> Tensor:
     """The workspace holding a zero-padded copy of the input, with enough zeros after it
-    for reads of up to ``reach`` pixels past the end."""
+    for reads of up to ``reach`` pixels past the end (a pixel is ``channels`` floats
+    channels-last)."""
     x = op.inputs[0]
     planes = x.shape[0] * x.shape[1]
-    size = planes * (g.pt + g.h + g.pb) * (g.pl + g.w + g.pr) + (g.kw - 1) * g.dw + 2 * reach
+    pixel = x.shape[1] if x.layout == "NHWC" else 1
+    size = (planes * (g.pt + g.h + g.pb) * (g.pl + g.w + g.pr)
+            + ((g.kw - 1) * g.dw + 2 * reach) * pixel)
     return Tensor(f"{op.name}/padded", (size,), "float32")
+
+
+def _bn_factors(ctx: KernelContext, op: Op) -> str:
+    """The C array of a folded BatchNormalization's per-channel factors, or "NULL"."""
+    scale = op.attr("byoc.scale")
+    if scale is None:
+        return "NULL"
+    return ctx.module.embedded_array(Tensor.derived(f"{op.name}/bn_scale", scale))
+
+
+def _packed_taps_first(ctx: KernelContext, op: Op, groups: int, ocg: int, depth: int,
+                       g: Window, nr: int, factors: str) -> str:
+    """State buffer: each group's weights as a ``depth`` x ``ocg`` B matrix in panels,
+    with the depth ordered (kernel row, kernel column, channel) as channels-last columns
+    are; packed tap by tap, since in the stored (oc, ci, kh, kw) order a tap's channels
+    are ``taps`` apart."""
+    module = ctx.module
+    module.helper("packing", PACKING)
+    source = module.constant_source(op.inputs[1])
+    taps = g.kh * g.kw
+    cg, panels = depth // taps, -(-ocg // nr)
+
+    def fill(w: CWriter) -> None:
+        scale = "NULL" if factors == "NULL" else f"{factors} + g * {ocg}"
+        with w.loop("g", groups), w.loop("jp", panels), w.loop("t", taps):
+            w.line(f"byoc_pack_panel(S.{name} + (g * {panels} + jp) * {depth * nr} + t * "
+                   f"{cg * nr}, {source} + g * {ocg * depth} + t, {cg}, jp * {nr}, "
+                   f"byoc_minl({nr}, {ocg} - jp * {nr}), {taps}, {depth}, {nr}, 1.0f, "
+                   f"{scale});")
+
+    name = module.state_field(f"pt_{op.name}_{nr}", "float", groups * panels * depth * nr,
+                              fill)
+    return ctx.state(name)
 
 
 @dataclass(eq=False)
@@ -352,6 +462,9 @@ class DepthwiseKernel(Kernel):
         p: ConvSchedule = self.params
         g, op = self.window, self.root
         x, weights = op.inputs[0], op.inputs[1]
+        if x.layout == "NHWC":
+            self._emit_channels_last(w, ctx)
+            return
         batch, channels = x.shape[:2]
         out_channels = self.output.shape[1]
         multiplier = out_channels // channels
@@ -374,6 +487,25 @@ class DepthwiseKernel(Kernel):
             w.line(f"const float* restrict wk = {wp} + oc * {taps};")
             loop.emit(w, ctx, "plane", self.store, "u")
 
+    def _emit_channels_last(self, w: CWriter, ctx: KernelContext) -> None:
+        """NHWC input: vectors of channels slide over the image (``ChannelLoop``), the
+        weights transposed once to (tap, channel) so that a tap's are contiguous."""
+        p: ConvSchedule = self.params
+        g, op = self.window, self.root
+        x, weights = op.inputs[0], op.inputs[1]
+        batch, channels = x.shape[:2]
+        out_channels, taps = self.output.shape[1], g.kh * g.kw
+        wt, _ = packed_constant_b(ctx, f"pdw_{op.name}", weights, [0], taps, out_channels, 1,
+                                  taps, out_channels, col_scale=_bn_factors(ctx, op))
+        loop = ChannelLoop(g, out_channels, channels,
+                           channel_chunk(out_channels, ctx.vector_width), "0.0f",
+                           lambda acc, v: f"{acc} + {wt}[(kh * {g.kw} + kw) * {out_channels}"
+                                          f" + c] * {v}",
+                           lambda acc: acc, p.tile_rows, self.output.layout == "NHWC")
+        work = 2 * batch * out_channels * g.oh * g.ow * taps
+        loop.emit(w, ctx, ctx.ptr(x), batch,
+                  ctx.parallel(work, p.parallel_min, extra="schedule(static)"), self.store)
+
 
 def conv_kernel(op: Op, region: RegionParams) -> Kernel:
     """Conv: the depthwise kernel for one input channel per group, else a product of
@@ -387,11 +519,18 @@ def conv_kernel(op: Op, region: RegionParams) -> Kernel:
     channels, out_channels = x.shape[1], op.output.shape[1]
     depthwise = groups == channels and weights.shape[1] == 1
     pointwise = _columns_kind(window, ConvSchedule()) == "direct"
-    default = default_conv(out_channels // groups, window.ow,
-                           channels // groups * kernel[0] * kernel[1], depthwise,
-                           region.vector_width, stride=max(window.sh, window.sw),
-                           pointwise=pointwise)
+    reduction = channels // groups * kernel[0] * kernel[1]
+    stride = max(window.sh, window.sw)
+    if x.layout == "NHWC":
+        default = default_conv_channels_last(out_channels // groups, window.ow, reduction,
+                                             depthwise, region.vector_width, stride=stride)
+    else:
+        default = default_conv(out_channels // groups, window.ow, reduction, depthwise,
+                               region.vector_width, stride=stride, pointwise=pointwise)
     params = resolve_params(default, "Conv", op.name, region)
+    if x.layout == "NHWC" and params.orientation != "pixels":
+        raise UnsupportedError(f"Conv {op.name!r}: orientation 'channels' needs an NCHW "
+                               "input (channels-last products tile by pixels)")
     if params.algorithm == "depthwise" and not depthwise:
         raise UnsupportedError(f"Conv {op.name!r}: algorithm 'depthwise' needs one input "
                                "channel per group")

@@ -21,10 +21,10 @@ from reference_backends.cpu.kernels.base import (
     Coords,
     Kernel,
     KernelContext,
-    coalesce,
     loop_nest,
     loop_schedule,
     operand_index,
+    stored_groups,
 )
 from reference_backends.cpu.params import LoopSchedule
 
@@ -128,6 +128,12 @@ class Operand:
     tensor: Tensor
     shape: tuple[int, ...]
 
+    @property
+    def storage_axes(self) -> tuple[int, ...] | None:
+        """The tensor's storage order; a reshaped view of it (a bias read as (C, 1, 1))
+        is only ever taken of 1-D or constant tensors, which are row-major."""
+        return self.tensor.storage_axes if self.shape == self.tensor.shape else None
+
 
 #: An omitted optional input (Clip without a min, say).
 ABSENT = Operand(Tensor("<absent>", (), "float32"), ())
@@ -151,7 +157,8 @@ class Step:
                     raise AssertionError(f"{self.op.name}: no running value to read")
                 texts.append(value)
             else:
-                load = ctx.load(arg.tensor, operand_index(arg.shape, out_shape, coords))
+                load = ctx.load(arg.tensor, operand_index(arg.shape, out_shape, coords,
+                                                          arg.storage_axes))
                 floating = arg.tensor.dtype == "float32" or arg.tensor.is_scalar_const
                 texts.append(load if floating else f"(float){load}")
         return EXPRESSIONS[self.op.op_type](texts, self.op)
@@ -201,7 +208,8 @@ class Epilogue:
         """Write ``value`` (``None``: the first step reads only operands) through the steps
         to the output at ``coords``."""
         out = self.output
-        target = f"{ctx.ptr(out, write=True)}[{operand_index(out.shape, out.shape, coords)}]"
+        index = operand_index(out.shape, out.shape, coords, out.storage_axes)
+        target = f"{ctx.ptr(out, write=True)}[{index}]"
         if not self.steps:
             w.line(f"{target} = {value};")
             return
@@ -225,7 +233,7 @@ class MapKernel(Kernel):
         out = self.output
         shapes = [a.shape for s in self.epilogue.steps for a in s.args
                   if a is not None and a is not ABSENT]
-        groups = coalesce(out.shape, shapes)
+        groups = stored_groups(out.shape, shapes, out.storage_axes)
         extents = [_extent(out.shape, g) for g in groups]
         names = [f"i{n}" for n in range(len(groups))]
         coords = [(start, stop, name) for (start, stop), name in zip(groups, names, strict=True)]

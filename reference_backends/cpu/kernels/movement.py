@@ -1,4 +1,5 @@
-"""Data movement: Transpose, Concat, Slice, Gather and Cast.
+"""Data movement: Transpose, Concat, Slice, Gather and Cast, and the layout pass's
+``byoc.Relayout`` copies.
 
 Each is a loop nest over its output that computes where the value comes from; the value
 then goes through the kernel's epilogue like any other, so ``Relu(Transpose(x))`` is
@@ -18,6 +19,7 @@ from reference_backends.cpu.kernels.base import (
     Coords,
     Kernel,
     KernelContext,
+    ModuleContext,
     add_terms,
     ctype,
     loop_nest,
@@ -218,3 +220,120 @@ def gather_kernel(op: Op, params: LoopSchedule) -> Kernel:
     if op.inputs[1].dtype not in ("int32", "int64"):
         raise UnsupportedError(f"Gather {op.name!r}: indices must be int32 or int64")
     return GatherKernel(op, Epilogue(op.output), params, axis=axis)
+
+
+#: Side of the square blocks a relayout copies: 32 x 32 floats (4 KiB) read and written
+#: stay in L1 while a block is transposed.
+_RELAYOUT_BLOCK = 32
+
+
+def transpose_helper(module: ModuleContext) -> str:
+    """Emit (once) ``byoc_transpose(dst, ld, src, ls, rows, cols)``, ``dst[j * ld + i] =
+    src[i * ls + j]``, and return its name. Square blocks of one vector width are
+    transposed in registers: log2(width) rounds, each interleaving row ``k`` with row
+    ``k + width / 2`` into rows ``2k`` and ``2k + 1``, turn the rows into the columns
+    (a scalar copy is about one value per cycle; this is a few per cycle). The edges
+    past whole blocks are copied one value at a time."""
+    vw = module.region.vector_width
+    half = vw // 2
+    low = ", ".join(str(x) for k in range(half) for x in (k, vw + k))
+    high = ", ".join(str(x) for k in range(half, vw) for x in (k, vw + k))
+    rounds = vw.bit_length() - 1
+    module.helper("transpose", f"""
+#if defined(__clang__)
+#define BYOC_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int32_t byoc_vi __attribute__((vector_size({4 * vw})));
+#define BYOC_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (byoc_vi){{__VA_ARGS__}})
+#endif
+static inline void byoc_transpose_block(float* restrict dst, long ld,
+                                        const float* restrict src, long ls) {{
+  byoc_vf r[{vw}], t[{vw}];
+  for (int i = 0; i < {vw}; ++i) r[i] = *(const byoc_vfu*)(src + i * ls);
+  for (int round = 0; round < {rounds}; ++round) {{
+    for (int k = 0; k < {half}; ++k) {{
+      t[2 * k] = BYOC_SHUFFLE(r[k], r[k + {half}], {low});
+      t[2 * k + 1] = BYOC_SHUFFLE(r[k], r[k + {half}], {high});
+    }}
+    for (int i = 0; i < {vw}; ++i) r[i] = t[i];
+  }}
+  for (int i = 0; i < {vw}; ++i) *(byoc_vfu*)(dst + i * ld) = r[i];
+}}
+static void byoc_transpose(float* restrict dst, long ld, const float* restrict src,
+                           long ls, long rows, long cols) {{
+  long i = 0;
+  for (; i + {vw} <= rows; i += {vw}) {{
+    long j = 0;
+    for (; j + {vw} <= cols; j += {vw})
+      byoc_transpose_block(dst + j * ld + i, ld, src + i * ls + j, ls);
+    for (; j < cols; ++j)
+      for (long r = 0; r < {vw}; ++r) dst[j * ld + i + r] = src[(i + r) * ls + j];
+  }}
+  for (; i < rows; ++i)
+    for (long j = 0; j < cols; ++j) dst[j * ld + i] = src[i * ls + j];
+}}
+""")
+    return "byoc_transpose"
+
+
+@dataclass(eq=False)
+class RelayoutKernel(Kernel):
+    """A 4-D tensor copied into another layout (``byoc.Relayout``, from the layout pass):
+    per image, a transpose between the (channel, pixel) and (pixel, channel) matrices, in
+    square blocks so that the strided side of the copy reuses its cache lines. The loop
+    inside a block always runs along the pixels: the side it walks with a stride then
+    steps by the channel count, never by a whole plane (plane strides are often a power
+    of two of 4 KiB or more, whose lines would all compete for one L1 set). A plain copy
+    (no fused epilogue) transposes its blocks in registers instead."""
+
+    def emit(self, w: CWriter, ctx: KernelContext) -> None:
+        params: LoopSchedule = self.params
+        x = self.root.inputs[0]
+        batch, channels = x.shape[:2]
+        pixels = x.shape[2] * x.shape[3]
+        block = _RELAYOUT_BLOCK
+        channel_blocks, pixel_blocks = -(-channels // block), -(-pixels // block)
+        source = (f"(n * {pixels} + p) * {channels} + c" if x.layout == "NHWC"
+                  else f"(n * {channels} + c) * {pixels} + p")
+        xp = ctx.ptr(x)
+        coords: Coords = [(0, 1, "n"), (1, 2, "c"), (2, 4, "p")]
+        w.pragma(ctx.parallel(x.size, params.parallel_min))
+        with w.loop("u", batch * channel_blocks * pixel_blocks):
+            w.line(f"const long n = u / {channel_blocks * pixel_blocks}, "
+                   f"c0 = u / {pixel_blocks} % {channel_blocks} * {block}, "
+                   f"p0 = u % {pixel_blocks} * {block};")
+            w.line(f"const long c1 = byoc_minl(c0 + {block}, {channels}), "
+                   f"p1 = byoc_minl(p0 + {block}, {pixels});")
+            if not self.epilogue.steps:  # a plain copy: transpose the block in registers
+                self._emit_block_transpose(w, ctx, xp, channels, pixels)
+            else:
+                self._emit_block_loops(w, ctx, f"{xp}[{source}]", coords)
+
+    def _emit_block_loops(self, w: CWriter, ctx: KernelContext, value: str,
+                          coords: Coords) -> None:
+        """The block value by value through the epilogue (ops fused after the copy)."""
+        params: LoopSchedule = self.params
+        with w.loop("c", "c1", start="c0"):
+            if params.unroll:
+                w.pragma(f"GCC unroll {params.unroll}")
+            with w.loop("p", "p1", start="p0", pragma="omp simd" if params.simd else ""):
+                self.store(w, ctx, value, coords)
+
+
+    def _emit_block_transpose(self, w: CWriter, ctx: KernelContext, xp: str, channels: int,
+                              pixels: int) -> None:
+        """The block ``[c0, c1) x [p0, p1)`` through :func:`transpose_helper`."""
+        out = ctx.ptr(self.output, write=True)
+        transpose = transpose_helper(ctx.module)
+        by_channel = (f"(n * {channels} + c0) * {pixels} + p0", pixels)  # NCHW: rows c
+        by_pixel = (f"(n * {pixels} + p0) * {channels} + c0", channels)  # NHWC: rows p
+        if self.output.layout == "NHWC":
+            (src, ls), (dst, ld), rows, cols = by_channel, by_pixel, "c1 - c0", "p1 - p0"
+        else:
+            (src, ls), (dst, ld), rows, cols = by_pixel, by_channel, "p1 - p0", "c1 - c0"
+        w.line(f"{transpose}({out} + {dst}, {ld}, {xp} + {src}, {ls}, {rows}, {cols});")
+
+
+def relayout_kernel(op: Op, params: LoopSchedule) -> Kernel:
+    """The copy of ``byoc.Relayout`` (NCHW to NHWC or back)."""
+    return RelayoutKernel(op, Epilogue(op.output), params)

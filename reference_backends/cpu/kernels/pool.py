@@ -1,4 +1,5 @@
-"""MaxPool and AveragePool (2-D, NCHW) on the direct sliding-window loop.
+"""MaxPool and AveragePool (2-D) on the direct sliding-window loop: per plane in NCHW,
+vectorized over channels (``ChannelLoop``) when the input is stored NHWC.
 
 Padding is made real in the plane copy (-inf for max, 0 for average). Average pooling
 divides by the number of window positions that count: inside the image, or inside the
@@ -8,13 +9,14 @@ carries one small table per axis (or a constant when every window counts the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reference_backends.cpu.cwriter import CWriter, float_literal, int_list
 from reference_backends.cpu.graph import Op, UnsupportedError
 from reference_backends.cpu.kernels.base import Kernel, KernelContext
 from reference_backends.cpu.kernels.elementwise import Epilogue
-from reference_backends.cpu.kernels.window import DirectLoop, Window
+from reference_backends.cpu.kernels.window import ChannelLoop, DirectLoop, Window, channel_chunk
 from reference_backends.cpu.params import RegionParams, WindowSchedule, resolve_params
 
 
@@ -41,19 +43,30 @@ class PoolKernel(Kernel):
         g = self.window
         x = self.root.inputs[0]
         planes = x.shape[0] * x.shape[1]
-        if self.mode == "max":
-            loop = DirectLoop(g, p.tile_rows, ctx.vector_width, "(-INFINITY)", "(-INFINITY)",
-                              lambda acc, v: f"byoc_maxf({acc}, {v})", lambda acc: acc)
-        else:
-            loop = DirectLoop(g, p.tile_rows, ctx.vector_width, "0.0f", "0.0f",
-                              lambda acc, v: f"{acc} + {v}", self._divide(w))
+        init, update, finish = self._fold(w)
+        work = planes * g.oh * g.ow * g.kh * g.kw
+        if x.layout == "NHWC":
+            channels = x.shape[1]
+            loop = ChannelLoop(g, channels, channels, channel_chunk(channels, ctx.vector_width),
+                               init, update, finish, p.tile_rows,
+                               self.output.layout == "NHWC")
+            loop.emit(w, ctx, ctx.ptr(x), x.shape[0], ctx.parallel(work, p.parallel_min),
+                      self.store)
+            return
+        loop = DirectLoop(g, p.tile_rows, ctx.vector_width, init, init, update, finish)
         xp = ctx.ptr(x)
-        w.pragma(ctx.parallel(planes * g.oh * g.ow * g.kh * g.kw, p.parallel_min))
+        w.pragma(ctx.parallel(work, p.parallel_min))
         with w.loop("u", planes):
             w.line(f"const float* restrict plane = {xp} + u * {g.h * g.w};")
             loop.emit(w, ctx, "plane", self.store, "u")
 
-    def _divide(self, w: CWriter):
+    def _fold(self, w: CWriter) -> tuple[str, Callable[[str, str], str], Callable[[str], str]]:
+        """The accumulators' start value (also the padding), the update and the finish."""
+        if self.mode == "max":
+            return "(-INFINITY)", lambda acc, v: f"byoc_maxf({acc}, {v})", lambda acc: acc
+        return "0.0f", lambda acc, v: f"{acc} + {v}", self._divide(w)
+
+    def _divide(self, w: CWriter) -> Callable[[str], str]:
         """The average's division: by a constant, or by per-axis count tables."""
         g, op = self.window, self.root
         include = bool(op.attr("count_include_pad", 0))

@@ -85,7 +85,7 @@ class ReduceKernel(Kernel):
     def emit(self, w: CWriter, ctx: KernelContext) -> None:
         params: LoopSchedule = self.params
         x = self.root.inputs[0]
-        groups = runs(x.shape, set(self.axes))
+        groups = runs(*_stored(x.shape, self.axes, x.storage_axes))
         kept = [g for g in groups if not g.reduced]
         count = int(np.prod([x.shape[a] for a in self.axes], dtype=np.int64))
         combine = combine_for(self.root.op_type, count)
@@ -136,6 +136,16 @@ class ReduceKernel(Kernel):
                 with w.loop("v", "cn", pragma="omp simd"):
                     w.line(f"const long {inner_name} = c0 + v;")
                     self.store(w, ctx, combine.finish("acc[v]"), coords)
+
+
+def _stored(shape: Sequence[int], axes: frozenset[int],
+            order: Sequence[int] | None) -> tuple[list[int], set[int]]:
+    """The shape and reduced axes in storage order ``order`` (``None``: as shaped). The
+    layout pass gives reductions an NHWC input only where the kept axes keep their order
+    (GlobalAveragePool), so the flat output index is the same either way."""
+    if order is None:
+        return list(shape), set(axes)
+    return [shape[a] for a in order], {order.index(a) for a in axes}
 
 
 @contextmanager

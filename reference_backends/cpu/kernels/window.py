@@ -1,5 +1,6 @@
 """Sliding windows over 2-D planes: the geometry of Conv and pooling, and the direct
-kernel loop that depthwise convolution and pooling share.
+kernel loops that depthwise convolution and pooling share (``DirectLoop`` per NCHW
+plane, ``ChannelLoop`` over vectors of channels of an NHWC image).
 
 The direct loop copies one input plane into thread scratch with its padding made real
 (zeros, or -inf for max pooling), sized so that whole blocks of ``tile_rows`` output
@@ -13,9 +14,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reference_backends.cpu.cwriter import CWriter
+from reference_backends.cpu.cwriter import CWriter, int_list
 from reference_backends.cpu.graph import Op, UnsupportedError
 from reference_backends.cpu.kernels.base import Coords, KernelContext, simd_span
+from reference_backends.cpu.kernels.movement import transpose_helper
 
 
 @dataclass(frozen=True)
@@ -163,3 +165,98 @@ def emit_padded_plane(w: CWriter, target: str, source: str, g: Window, ph: int, 
         if left + copied < pw:
             with w.loop("j", pw, start=left + copied):
                 w.line(f"row[j] = {pad_value};")
+
+
+@dataclass(frozen=True)
+class ChannelLoop:
+    """The direct sliding-window loop over a channels-last (NHWC) image, which depthwise
+    convolution and pooling share in that layout.
+
+    A step computes ``columns`` neighbouring output pixels of one row (the schedule's
+    ``tile_rows``) by a chunk of ``chunk`` channels, vectorized over the channels
+    (contiguous in the input and in an NHWC output); the pixels give the accumulators
+    independent chains, so the loop is bound by throughput, not by the latency of one
+    accumulator. Taps that fall outside
+    the image are skipped (zero padding for sums, -inf padding for max): per kernel
+    column, a table gives the output columns whose tap is inside. ``update(acc, x)``
+    may name the C variables ``kh``, ``kw`` and ``c`` (the output channel);
+    ``finish(acc)`` may name ``oh`` and ``ow``. Output channel ``c`` reads input channel
+    ``c / multiplier``. Each unit of work is one output row; for an output stored
+    otherwise than NHWC (``channels_inner`` off), the row collects in thread scratch, is
+    transposed there, and is stored channel by channel, along the pixels, rather than
+    scattered a plane apart per value.
+    """
+
+    window: Window
+    channels: int
+    in_channels: int
+    chunk: int
+    init: str
+    update: Callable[[str, str], str]
+    finish: Callable[[str], str]
+    columns: int
+    channels_inner: bool = True
+
+    def emit(self, w: CWriter, ctx: KernelContext, source: str, batch: int, parallel: str,
+             store: Callable[[CWriter, KernelContext, str, Coords], None]) -> None:
+        """Run every (image, output row) as a unit of ``parallel`` work; ``store`` gets
+        each value with coords ``[(0, 1, n), (2, 4, pixel), (1, 2, c)]``."""
+        g, chunk, columns = self.window, self.chunk, min(self.columns, self.window.ow)
+        multiplier = self.channels // self.in_channels
+        channel = "c" if multiplier == 1 else f"c / {multiplier}"
+        coords: Coords = [(0, 1, "n"), (2, 4, f"oh * {g.ow} + ow"), (1, 2, "c")]
+        valid = [g.valid_columns(kw) for kw in range(g.kw)]
+        w.line(f"static const long lo_tab[{g.kw}] = {int_list([v[0] for v in valid])};")
+        w.line(f"static const long hi_tab[{g.kw}] = {int_list([v[1] for v in valid])};")
+        w.pragma(parallel)
+        with w.loop("u", batch * g.oh):
+            w.line(f"const long n = u / {g.oh}, oh = u % {g.oh};")
+            row_bytes = 4 * g.ow * self.channels
+            if not self.channels_inner:
+                w.line(f"float* restrict line = {ctx.scratch(row_bytes)};")
+            with w.loop("ow0", g.ow, step=columns), w.loop("c0", self.channels, step=chunk):
+                w.line(f"const long tn = byoc_minl({columns}, {g.ow} - ow0), "
+                       f"cn = byoc_minl({chunk}, {self.channels} - c0);")
+                w.line(f"float acc[{columns}][{chunk}] __attribute__((aligned(64)));")
+                with w.loop("t", "tn"):
+                    simd_span(w, "v", "cn", chunk, lambda w: w.line(f"acc[t][v] = {self.init};"))
+                with w.loop("kh", g.kh):
+                    w.line(f"const long ih = oh * {g.sh} + kh * {g.dh} - {g.pt};")
+                    w.line(f"if (ih < 0 || ih >= {g.h}) continue;")
+                    with w.loop("kw", g.kw):
+                        # (not t0/t1: workspace tensors are named t<number>)
+                        w.line("const long ta = byoc_maxl(lo_tab[kw] - ow0, 0), "
+                               "tb = byoc_minl(hi_tab[kw] - ow0, tn);")
+                        with w.loop("t", "tb", start="ta"):
+                            w.line(f"const float* restrict px = {source} + ((n * {g.h} + ih) "
+                                   f"* {g.w} + (ow0 + t) * {g.sw} + kw * {g.dw} - {g.pl}) * "
+                                   f"{self.in_channels};")
+
+                            def tap(w: CWriter) -> None:
+                                w.line("const long c = c0 + v;")
+                                w.line(f"acc[t][v] = {self.update('acc[t][v]', f'px[{channel}]')};")
+
+                            simd_span(w, "v", "cn", chunk, tap)
+
+                def out(w: CWriter) -> None:
+                    w.line("const long c = c0 + v;")
+                    if self.channels_inner:
+                        store(w, ctx, self.finish("acc[t][v]"), coords)
+                    else:
+                        w.line(f"line[ow * {self.channels} + c] = {self.finish('acc[t][v]')};")
+
+                with w.loop("t", "tn"):
+                    w.line("const long ow = ow0 + t;")
+                    simd_span(w, "v", "cn", chunk, out)
+            if not self.channels_inner:
+                transpose = transpose_helper(ctx.module)
+                w.line(f"float* restrict planes = {ctx.scratch(row_bytes, row_bytes)};")
+                w.line(f"{transpose}(planes, {g.ow}, line, {self.channels}, {g.ow}, "
+                       f"{self.channels});")
+                with w.loop("c", self.channels), w.loop("ow", g.ow, pragma="omp simd"):
+                    store(w, ctx, f"planes[c * {g.ow} + ow]", coords)
+
+
+def channel_chunk(channels: int, vector_width: int) -> int:
+    """Channels per accumulator block of :class:`ChannelLoop`: four vectors at most."""
+    return min(channels, 4 * vector_width)

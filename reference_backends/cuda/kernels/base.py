@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from reference_backends.cpu.cwriter import CWriter, c_identifier, float_literal
+from reference_backends.cpu.cwriter import CWriter, c_identifier
 from reference_backends.cpu.graph import Tensor
 from reference_backends.cpu.kernels.base import (
     Kernel,
     KernelContext,
     ModuleContext,
     Param,
-    ctype,
 )
 from reference_backends.cuda.params import BlockSchedule
 
@@ -63,6 +63,7 @@ class CudaModule(ModuleContext):
 
     #: State field name -> the constant uploaded into it.
     uploads: dict[str, Tensor] = field(default_factory=dict)
+    embedded_qualifier: ClassVar[str] = "static __device__ const"
 
     def constant_buffer(self, tensor: Tensor) -> str:
         if tensor.embedded:
@@ -70,20 +71,6 @@ class CudaModule(ModuleContext):
         name = c_identifier(f"c{self.constant_index(tensor)}_{tensor.name}", "s")
         self.uploads[name] = tensor
         return name
-
-    def embedded_array(self, tensor: Tensor) -> str:
-        key = f"embedded:{id(tensor)}"
-        if key not in self.helpers:
-            name = c_identifier(f"e{len(self.helpers)}_{tensor.name}", "e")
-            values = tensor.value.reshape(-1)
-            if tensor.dtype == "float32":
-                items = ", ".join(float_literal(float(v)) for v in values)
-            else:
-                items = ", ".join(str(int(v)) for v in values)
-            self.helpers[key] = (f"static __device__ const {ctype(tensor)} "
-                                 f"{name}[{max(1, values.size)}] = {{{items}}};\n")
-            self.embedded_names[id(tensor)] = name
-        return self.embedded_names[id(tensor)]
 
 
 class CudaKernelContext(KernelContext):
