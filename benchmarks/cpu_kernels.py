@@ -207,8 +207,15 @@ def measure(case: Case, threads: int, rounds: int, direct: bool,
     ours = _byoc_runner(case.model, case.feeds, direct, threads, layout)
     theirs = _ort_runner(case.model, case.feeds, threads)
     _check(case.model, case.feeds, ours, theirs)
+    return interleaved_medians(ours, theirs, rounds)
+
+
+def interleaved_medians(ours: Callable[[], object], theirs: Callable[[], object],
+                        rounds: int) -> tuple[float, float]:
+    """Median seconds per call of each, timed in ``rounds`` alternating batches of about
+    20 ms, so that drift of the machine hits both."""
     probe = min(_time(ours, 3) + _time(theirs, 3))
-    calls = max(3, min(200, int(0.02 / max(probe, 1e-6))))  # about 20 ms per batch
+    calls = max(3, min(200, int(0.02 / max(probe, 1e-6))))
     mine, other = [], []
     for _ in range(rounds):
         mine += _time(ours, calls)

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from cpu_kernels import Case, cases
+from cpu_kernels import Case, cases, interleaved_medians
 
 from byoc_sdk import build
 from byoc_sdk.testing import as_proto
@@ -49,15 +47,6 @@ def _byoc_runner(model: onnx.ModelProto, feeds: dict, device: int) -> Callable[[
     return lambda: compiled.run(feeds)
 
 
-def _time(run: Callable[[], object], calls: int) -> list[float]:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def measure(case: Case, device: int, rounds: int) -> tuple[float, float]:
     """Median seconds per call (byoc, onnxruntime), interleaved over ``rounds``."""
     ours = _byoc_runner(case.model, case.feeds, device)
@@ -65,13 +54,7 @@ def measure(case: Case, device: int, rounds: int) -> tuple[float, float]:
     got, want = ours(), theirs()
     for a, b in zip(got.values(), want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
-    probe = min(_time(ours, 3) + _time(theirs, 3))
-    calls = max(3, min(200, int(0.02 / max(probe, 1e-6))))
-    mine, other = [], []
-    for _ in range(rounds):
-        mine += _time(ours, calls)
-        other += _time(theirs, calls)
-    return statistics.median(mine), statistics.median(other)
+    return interleaved_medians(ours, theirs, rounds)
 
 
 def main() -> int:

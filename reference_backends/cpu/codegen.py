@@ -159,28 +159,51 @@ def _state(entry: str, module: ModuleContext) -> str:
                 field.fill(w)
         w.line("return BYOC_OK;")
     w.line()
-    signature = (f"BYOC_EXPORT int32_t {entry}_init(const byoc_tensor* constants, "
+    write_lifecycle(w, entry, module.constants, export="BYOC_EXPORT",
+                    build="byoc_state_build(constants)",
+                    failure=("byoc_fail(error, error_size, status, "
+                             f'"{entry}_init: out of memory")'))
+    return w.text()
+
+
+def write_lifecycle(w: CWriter, entry: str, constants: list[Tensor], *, export: str,
+                    build: str, failure: str) -> None:
+    """``<entry>_init`` and ``<entry>_release`` around a module's shared state: the first
+    init checks the constants and builds the state (``build``, a C call returning a
+    status; ``failure``, the C expression returned when it fails), later ones count
+    references, and the last release frees it (``byoc_state_free``). The count is
+    published with release order, so an entry that reads it with acquire order (see
+    :func:`check_initialized`) also sees the state."""
+    signature = (f"{export} int32_t {entry}_init(const byoc_tensor* constants, "
                  "int32_t num_constants, char* error, size_t error_size)")
     with w.block(signature):
-        count = len(module.constants)
+        count = len(constants)
         check_count(w, "num_constants", count, f"{entry}_init takes {count} constants")
-        check_tensors(w, "constants", module.constants, f"{entry}_init: constant")
+        check_tensors(w, "constants", constants, f"{entry}_init: constant")
         w.line("pthread_mutex_lock(&byoc_lock);")
         w.line("int32_t status = BYOC_OK;")
         with w.block("if (byoc_refs == 0)"):
-            w.line("status = byoc_state_build(constants);")
+            w.line(f"status = {build};")
             w.line("if (status != BYOC_OK) byoc_state_free();")
-        w.line("if (status == BYOC_OK) ++byoc_refs;")
+        w.line("if (status == BYOC_OK) __atomic_store_n(&byoc_refs, byoc_refs + 1, "
+               "__ATOMIC_RELEASE);")
         w.line("pthread_mutex_unlock(&byoc_lock);")
-        w.line("if (status != BYOC_OK) return byoc_fail(error, error_size, status, "
-               f'"{entry}_init: out of memory");')
-        w.line("return BYOC_OK;")
+        w.line(f"return status == BYOC_OK ? BYOC_OK : {failure};")
     w.line()
-    with w.block(f"BYOC_EXPORT void {entry}_release(void)"):
+    with w.block(f"{export} void {entry}_release(void)"):
         w.line("pthread_mutex_lock(&byoc_lock);")
-        w.line("if (byoc_refs > 0 && --byoc_refs == 0) byoc_state_free();")
+        with w.block("if (byoc_refs > 0)"):
+            w.line("__atomic_store_n(&byoc_refs, byoc_refs - 1, __ATOMIC_RELEASE);")
+            w.line("if (byoc_refs == 0) byoc_state_free();")
         w.line("pthread_mutex_unlock(&byoc_lock);")
-    return w.text()
+
+
+def check_initialized(w: CWriter, entry: str) -> None:
+    """The entry's refusal to run before ``_init`` (acquire order: see
+    :func:`write_lifecycle`)."""
+    with w.block("if (__atomic_load_n(&byoc_refs, __ATOMIC_ACQUIRE) == 0)"):
+        w.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
+               f'before {entry}_init");')
 
 
 def check_count(w: CWriter, variable: str, count: int, message: str) -> None:
@@ -215,9 +238,7 @@ def _entry(entry: str, program: Program, storage: _Storage, calls: list[str],
     w.line("    const byoc_tensor* outputs, int32_t num_outputs, char* error, "
            "size_t error_size) {")
     body = CWriter(depth=1)
-    with body.block("if (byoc_refs == 0)"):
-        body.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
-                  f'before {entry}_init");')
+    check_initialized(body, entry)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
     check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")

@@ -135,6 +135,12 @@ static void* byoc_alloc(size_t bytes) {
   return aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
 }
 
+@TENSOR_CHECK@"""
+
+
+#: The entry functions' check that an argument is the tensor the module was made for
+#: (shared with the cuda prelude).
+TENSOR_CHECK = r"""
 /* Whether a tensor is what the module was generated for. */
 static int byoc_check(const byoc_tensor* t, int32_t dtype, int32_t rank,
                       const int64_t* shape) {
@@ -156,4 +162,5 @@ static int byoc_check(const byoc_tensor* t, int32_t dtype, int32_t rank,
 
 def prelude(vector_width: int) -> str:
     """The prelude for vectors of ``vector_width`` floats."""
-    return PRELUDE.replace("@VECTOR_BYTES@", str(4 * vector_width)).lstrip("\n")
+    text = PRELUDE.replace("@VECTOR_BYTES@", str(4 * vector_width))
+    return text.replace("@TENSOR_CHECK@", TENSOR_CHECK.strip("\n") + "\n").lstrip("\n")

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from byoc_sdk.codegen import CSource, Region
-from reference_backends.cpu.codegen import check_count, check_tensors
+from reference_backends.cpu.codegen import (
+    check_count,
+    check_initialized,
+    check_tensors,
+    write_lifecycle,
+)
 from reference_backends.cpu.cwriter import CWriter, c_identifier
 from reference_backends.cpu.graph import RegionGraph, Tensor, UnsupportedError, read_region
 from reference_backends.cpu.kernels.base import ctype
@@ -238,28 +243,8 @@ def _state(entry: str, module: CudaModule) -> str:
         w.line("done:")
         w.line("  return status;")
     w.line()
-    init = (f"extern \"C\" BYOC_EXPORT int32_t {entry}_init(const byoc_tensor* constants, "
-            "int32_t num_constants, char* error, size_t error_size)")
-    with w.block(init):
-        count = len(module.constants)
-        check_count(w, "num_constants", count, f"{entry}_init takes {count} constants")
-        check_tensors(w, "constants", module.constants, f"{entry}_init: constant")
-        w.line("pthread_mutex_lock(&byoc_lock);")
-        w.line("int32_t status = BYOC_OK;")
-        with w.block("if (byoc_refs == 0)"):
-            w.line("status = byoc_state_build(constants, error, error_size);")
-            w.line("if (status != BYOC_OK) byoc_state_free();")
-        w.line("if (status == BYOC_OK) __atomic_store_n(&byoc_refs, byoc_refs + 1, "
-               "__ATOMIC_RELEASE);")
-        w.line("pthread_mutex_unlock(&byoc_lock);")
-        w.line("return status;")
-    w.line()
-    with w.block(f"extern \"C\" BYOC_EXPORT void {entry}_release(void)"):
-        w.line("pthread_mutex_lock(&byoc_lock);")
-        with w.block("if (byoc_refs > 0)"):
-            w.line("__atomic_store_n(&byoc_refs, byoc_refs - 1, __ATOMIC_RELEASE);")
-            w.line("if (byoc_refs == 0) byoc_state_free();")
-        w.line("pthread_mutex_unlock(&byoc_lock);")
+    write_lifecycle(w, entry, module.constants, export='extern "C" BYOC_EXPORT',
+                    build="byoc_state_build(constants, error, error_size)", failure="status")
     w.line()
     with w.block(f"extern \"C\" BYOC_EXPORT int32_t {entry}_stats(char* text, size_t size)"):
         w.line("pthread_mutex_lock(&byoc_lock);")
@@ -408,11 +393,7 @@ def _entry(entry: str, program: Program, storage: _Storage, launches: list[str],
     body = CWriter(depth=1)
     body.line("int32_t status = BYOC_OK;")
     body.line("byoc_context* c = NULL;")
-    # The acquire pairs with _init's release: a call that sees the module initialised
-    # also sees the device pointers _init stored.
-    with body.block("if (__atomic_load_n(&byoc_refs, __ATOMIC_ACQUIRE) == 0)"):
-        body.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
-                  f'before {entry}_init");')
+    check_initialized(body, entry)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
     check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")

@@ -9,6 +9,8 @@ host emulation (``byoc/cuda_emulation.h``), which has no warps.
 
 from __future__ import annotations
 
+from reference_backends.cpu.prelude import TENSOR_CHECK
+
 PRELUDE = r"""
 #include <byoc/abi.h>
 #include <byoc/cuda.h>
@@ -73,23 +75,7 @@ static __device__ __forceinline__ float byoc_block_max(float v, float* red) {
   return top;
 }
 
-/* Whether a tensor is what the module was generated for. */
-static int byoc_check(const byoc_tensor* t, int32_t dtype, int32_t rank,
-                      const int64_t* shape) {
-  if (t->data == NULL || t->dtype != dtype || t->rank != rank) return 0;
-  for (int32_t i = 0; i < rank; ++i) {
-    if (t->shape[i] != shape[i]) return 0;
-  }
-  if (t->strides != NULL) {
-    int64_t step = 1;
-    for (int32_t i = rank - 1; i >= 0; --i) {
-      if (shape[i] != 1 && t->strides[i] != step) return 0;
-      step *= shape[i];
-    }
-  }
-  return 1;
-}
-
+@TENSOR_CHECK@
 /* Run a CUDA call; on failure record its message and leave through `done`. */
 #define BYOC_CUDA(call)                                                              \
   do {                                                                               \
@@ -105,4 +91,4 @@ static int byoc_check(const byoc_tensor* t, int32_t dtype, int32_t rank,
 
 
 def prelude() -> str:
-    return PRELUDE.lstrip("\n")
+    return PRELUDE.replace("@TENSOR_CHECK@", TENSOR_CHECK.strip("\n")).lstrip("\n")

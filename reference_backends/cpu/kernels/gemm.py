@@ -408,7 +408,22 @@ def broadcast_offsets(out_batch: Sequence[int], batch: Sequence[int],
     return tuple(offsets)
 
 
-def matmul_kernel(op: Op, region: RegionParams) -> GemmKernel:
+@dataclass(frozen=True)
+class Product:
+    """A MatMul or Gemm as a batched product ``A[b] @ B[b]`` (M x K times K x N): its
+    operands and the output axes of M and N (``None`` where a 1-D operand dropped one;
+    the axes before them are the batch axes). The cuda generator lowers the same."""
+
+    a: MatrixView
+    b: MatrixView
+    m: int
+    n: int
+    k: int
+    m_axis: int | None
+    n_axis: int | None
+
+
+def matmul_product(op: Op) -> Product:
     """MatMul with numpy semantics: batch broadcasting, 1-D operands promoted."""
     a, b = op.inputs[0], op.inputs[1]
     if a.rank == 0 or b.rank == 0:
@@ -423,27 +438,43 @@ def matmul_kernel(op: Op, region: RegionParams) -> GemmKernel:
     nb = len(out_batch)
     m_axis = None if a.rank == 1 else nb
     n_axis = None if b.rank == 1 else nb + (0 if m_axis is None else 1)
-    return _gemm(op, region, a_view, b_view, m, n, k, m_axis, n_axis, 1.0, [])
+    return Product(a_view, b_view, m, n, k, m_axis, n_axis)
 
 
-def gemm_kernel(op: Op, region: RegionParams) -> GemmKernel:
-    """Gemm: ``alpha * op(A) @ op(B) + beta * C`` with C broadcast to (M, N)."""
-    a, b, c = op.inputs[0], op.inputs[1], op.input(2)
+def gemm_product(op: Op) -> Product:
+    """Gemm's ``op(A) @ op(B)`` (transposes as strides); alpha and C are the caller's."""
+    a, b = op.inputs[0], op.inputs[1]
     trans_a, trans_b = int(op.attr("transA", 0)), int(op.attr("transB", 0))
-    alpha, beta = float(op.attr("alpha", 1.0)), float(op.attr("beta", 1.0))
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     a_view = MatrixView(a, 1, m, (0,)) if trans_a else MatrixView(a, k, 1, (0,))
     b_view = MatrixView(b, 1, k, (0,)) if trans_b else MatrixView(b, n, 1, (0,))
-    steps: list[Step] = []
-    if alpha != 1.0 and not b.is_const:
-        steps.append(scalar_step(op, "Mul", alpha))
-    if c is not None and beta != 0.0:
-        scaled = Op(f"{op.name}/beta", "byoc.AddScaled", [None, c], [op.output],
-                    {"beta": beta}, op.opset)
-        steps.append(Step(scaled, [None, Operand(c, c.shape)]))
-    return _gemm(op, region, a_view, b_view, m, n, k, 0, 1,
-                 alpha if b.is_const else 1.0, steps)
+    return Product(a_view, b_view, m, n, k, 0, 1)
+
+
+def beta_steps(op: Op) -> list[Step]:
+    """Gemm's ``+ beta * C`` as an epilogue step (none without C or with beta 0)."""
+    c, beta = op.input(2), float(op.attr("beta", 1.0))
+    if c is None or beta == 0.0:
+        return []
+    scaled = Op(f"{op.name}/beta", "byoc.AddScaled", [None, c], [op.output], {"beta": beta},
+                op.opset)
+    return [Step(scaled, [None, Operand(c, c.shape)])]
+
+
+def matmul_kernel(op: Op, region: RegionParams) -> GemmKernel:
+    """MatMul (see :func:`matmul_product`)."""
+    return _gemm(op, region, matmul_product(op), 1.0, [])
+
+
+def gemm_kernel(op: Op, region: RegionParams) -> GemmKernel:
+    """Gemm: ``alpha * op(A) @ op(B) + beta * C`` with C broadcast to (M, N); alpha is
+    folded into a constant B when it is packed, else applied in the epilogue."""
+    product = gemm_product(op)
+    alpha = float(op.attr("alpha", 1.0))
+    folded = product.b.tensor.is_const
+    steps = [] if alpha == 1.0 or folded else [scalar_step(op, "Mul", alpha)]
+    return _gemm(op, region, product, alpha if folded else 1.0, [*steps, *beta_steps(op)])
 
 
 def scalar_step(op: Op, op_type: str, value: float) -> Step:
@@ -454,13 +485,13 @@ def scalar_step(op: Op, op_type: str, value: float) -> Step:
     return Step(synthetic, [None, Operand(const, ())])
 
 
-def _gemm(op: Op, region: RegionParams, a: MatrixView, b: MatrixView, m: int, n: int,
-          k: int, m_axis: int | None, n_axis: int | None, alpha: float,
+def _gemm(op: Op, region: RegionParams, product: Product, alpha: float,
           steps: list[Step]) -> GemmKernel:
-    params = resolve_params(default_gemm(m, n, k, region.vector_width), op.op_type, op.name,
-                            region)
+    p = product
+    params = resolve_params(default_gemm(p.m, p.n, p.k, region.vector_width), op.op_type,
+                            op.name, region)
     if params.mc % params.mr:  # units of work hold whole register tiles
         params = dataclasses.replace(params, mc=math.ceil(params.mc / params.mr) * params.mr)
     epilogue = Epilogue(op.output, steps)
-    return GemmKernel(op, epilogue, params, a=a, b=b, m=m, n=n, k=k,
-                      m_axis=m_axis, n_axis=n_axis, alpha=alpha)
+    return GemmKernel(op, epilogue, params, a=p.a, b=p.b, m=p.m, n=p.n, k=p.k,
+                      m_axis=p.m_axis, n_axis=p.n_axis, alpha=alpha)

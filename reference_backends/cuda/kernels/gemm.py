@@ -29,8 +29,15 @@ from reference_backends.cpu.cwriter import CWriter
 from reference_backends.cpu.graph import Op, Tensor, UnsupportedError
 from reference_backends.cpu.kernels.base import Coords, KernelContext
 from reference_backends.cpu.kernels.conv import bias_steps
-from reference_backends.cpu.kernels.elementwise import Epilogue, Operand, Step
-from reference_backends.cpu.kernels.gemm import MatrixView, broadcast_offsets, scalar_step
+from reference_backends.cpu.kernels.elementwise import Epilogue, Step
+from reference_backends.cpu.kernels.gemm import (
+    MatrixView,
+    Product,
+    beta_steps,
+    gemm_product,
+    matmul_product,
+    scalar_step,
+)
 from reference_backends.cpu.kernels.window import Window
 from reference_backends.cpu.params import resolve_params
 from reference_backends.cuda.kernels.base import CudaKernel, Launch
@@ -172,44 +179,24 @@ def _tiles(op: Op, m: int, n: int, params: CudaParams) -> TileSchedule:
     return resolve_params(default_tiles(m, n), op.op_type, op.name, params)
 
 
+def _matrix_kernel(op: Op, params: CudaParams, product: Product,
+                   steps: list[Step]) -> MatrixKernel:
+    p = product
+    return MatrixKernel(op, Epilogue(op.output, steps), _tiles(op, p.m, p.n, params),
+                        m=p.m, n=p.n, k=p.k, batches=len(p.a.offsets), a=p.a, b=p.b,
+                        m_axis=p.m_axis, n_axis=p.n_axis)
+
+
 def matmul_kernel(op: Op, params: CudaParams) -> MatrixKernel:
-    """MatMul with numpy semantics: batch broadcasting, 1-D operands promoted."""
-    a, b = op.inputs[0], op.inputs[1]
-    if a.rank == 0 or b.rank == 0:
-        raise UnsupportedError(f"MatMul {op.name!r} of a scalar")
-    a_shape = (1, *a.shape) if a.rank == 1 else a.shape
-    b_shape = (*b.shape, 1) if b.rank == 1 else b.shape
-    m, k = a_shape[-2:]
-    n = b_shape[-1]
-    out_batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
-    a_view = MatrixView(a, k, 1, broadcast_offsets(out_batch, a_shape[:-2], m * k))
-    b_view = MatrixView(b, n, 1, broadcast_offsets(out_batch, b_shape[:-2], k * n))
-    nb = len(out_batch)
-    m_axis = None if a.rank == 1 else nb
-    n_axis = None if b.rank == 1 else nb + (0 if m_axis is None else 1)
-    return MatrixKernel(op, Epilogue(op.output), _tiles(op, m, n, params), m=m, n=n, k=k,
-                        batches=len(a_view.offsets), a=a_view, b=b_view,
-                        m_axis=m_axis, n_axis=n_axis)
+    """MatMul with numpy semantics (:func:`~reference_backends.cpu.kernels.gemm.matmul_product`)."""
+    return _matrix_kernel(op, params, matmul_product(op), [])
 
 
 def gemm_kernel(op: Op, params: CudaParams) -> MatrixKernel:
-    """Gemm: ``alpha * op(A) @ op(B) + beta * C`` with C broadcast to (M, N)."""
-    a, b, c = op.inputs[0], op.inputs[1], op.input(2)
-    trans_a, trans_b = int(op.attr("transA", 0)), int(op.attr("transB", 0))
-    alpha, beta = float(op.attr("alpha", 1.0)), float(op.attr("beta", 1.0))
-    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
-    n = b.shape[0] if trans_b else b.shape[1]
-    a_view = MatrixView(a, 1, m, (0,)) if trans_a else MatrixView(a, k, 1, (0,))
-    b_view = MatrixView(b, 1, k, (0,)) if trans_b else MatrixView(b, n, 1, (0,))
-    steps: list[Step] = []
-    if alpha != 1.0:
-        steps.append(scalar_step(op, "Mul", alpha))
-    if c is not None and beta != 0.0:
-        scaled = Op(f"{op.name}/beta", "byoc.AddScaled", [None, c], [op.output],
-                    {"beta": beta}, op.opset)
-        steps.append(Step(scaled, [None, Operand(c, c.shape)]))
-    return MatrixKernel(op, Epilogue(op.output, steps), _tiles(op, m, n, params), m=m, n=n,
-                        k=k, a=a_view, b=b_view, m_axis=0, n_axis=1)
+    """Gemm: ``alpha * op(A) @ op(B) + beta * C``, alpha and C in the epilogue."""
+    alpha = float(op.attr("alpha", 1.0))
+    steps = [] if alpha == 1.0 else [scalar_step(op, "Mul", alpha)]
+    return _matrix_kernel(op, params, gemm_product(op), [*steps, *beta_steps(op)])
 
 
 # --- Conv as an implicit GEMM ------------------------------------------------------------
