@@ -15,8 +15,9 @@ region and come back into it, and every edge of the contracted graph points forw
 the order regions closed: the result has no cycle by construction, in O(nodes + edges).
 
 Regions then face the targets' :class:`~partition.policy.RegionPolicy`; the nodes of a
-rejected region go back to the host (with the rule that sent them), and grouping runs
-again until every region passes.
+rejected region go to the next target that accepted them, or to the host (with the rule
+that sent them). A rejected composite is put back as its original nodes, which are
+annotated anew as plain ops. Grouping runs again until every region passes.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from byoc_sdk.target import Target
-from partition.decision import Decision, composite_of, decision_of
+from partition.annotate import AnnotateTargetPass
+from partition.decision import DECISION_KEY, Decision, composite_of, decision_of
 from partition.graph_index import GraphIndex
+from partition.outline import inline
 from partition.policy import RegionPolicy
 
 REGIONS_KEY = "byoc.regions"
@@ -111,26 +114,30 @@ def group(index: GraphIndex, labels: Sequence[int], per_op: Sequence[bool]) -> l
 class MergeRegionsPass(ir.passes.InPlacePass):
     """Plan the regions of every target; the plan goes to ``model.meta["byoc.regions"]``.
 
-    ``policy`` overrides each target's own region policy when given.
+    ``policy`` overrides each target's own region policy when given. A composite whose
+    region the policy drops is replaced in the graph by its original nodes, annotated
+    anew.
     """
 
     def __init__(self, targets: Sequence[Target], policy: RegionPolicy | None = None) -> None:
         super().__init__()
         self.targets = list(targets)
         self.policy = policy
+        self.number = {t.name: i for i, t in enumerate(self.targets)}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        index = GraphIndex.build(model.graph)
-        number = {t.name: i for i, t in enumerate(self.targets)}
         per_op = [t.merge_style == "per-op" for t in self.targets]
-        decisions = [decision_of(node) for node in index.nodes]
-        labels = [
-            number[d.target] if d is not None and d.target in number else HOST for d in decisions
-        ]
+        index, labels, decisions = self._label(model.graph)
+        expanded = False
         while True:
             regions = group(index, labels, per_op)
-            if not self._prune(index, regions, labels, decisions):
+            dropped: list[ir.Node] = []
+            if not self._prune(index, regions, labels, decisions, dropped):
                 break
+            if dropped:  # their members change the graph: index and label it anew
+                self._expand(model, dropped)
+                index, labels, decisions = self._label(model.graph)
+                expanded = True
         plans: list[RegionPlan] = []
         counts: dict[str, int] = {}
         for region in regions:
@@ -141,7 +148,17 @@ class MergeRegionsPass(ir.passes.InPlacePass):
                 decisions[v].region = name
             plans.append(RegionPlan(name, target.name, [index.nodes[v] for v in region]))
         model.meta[REGIONS_KEY] = plans
-        return ir.passes.PassResult(model, modified=False)
+        return ir.passes.PassResult(model, modified=expanded)
+
+    def _label(self, graph: ir.Graph) -> tuple[GraphIndex, list[int], list[Decision | None]]:
+        """Index ``graph``; each node's decision and target number (or ``HOST``)."""
+        index = GraphIndex.build(graph)
+        number = self.number
+        decisions = [decision_of(node) for node in index.nodes]
+        labels = [
+            number[d.target] if d is not None and d.target in number else HOST for d in decisions
+        ]
+        return index, labels, decisions
 
     def _prune(
         self,
@@ -149,10 +166,11 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         regions: list[list[int]],
         labels: list[int],
         decisions: list[Decision | None],
+        dropped: list[ir.Node],
     ) -> bool:
         """Move the nodes of regions that fail their policy to the next target that
-        accepts them, or to the host; True if any region failed."""
-        number = {t.name: i for i, t in enumerate(self.targets)}
+        accepts them, or to the host; composites among them go to ``dropped``, to be
+        expanded. True if any region failed."""
         pruned = False
         for region in regions:
             target = self.targets[labels[region[0]]]
@@ -167,17 +185,44 @@ class MergeRegionsPass(ir.passes.InPlacePass):
             pruned = True
             for v in region:
                 decision = decisions[v]
+                composite = composite_of(index.nodes[v])
+                if composite is not None:  # no fallbacks: its members are annotated anew
+                    decision.dropped += (
+                        f"{target.name} pattern {composite.pattern} dropped: {reason}",
+                    )
+                    dropped.append(index.nodes[v])
+                    continue
                 decision.dropped += (f"{target.name} supports it, but {reason}",)
                 story = "; ".join(decision.dropped)
                 if decision.fallbacks:
                     following, *rest = decision.fallbacks
-                    labels[v] = number[following]
+                    labels[v] = self.number[following]
                     decision.target, decision.fallbacks = following, tuple(rest)
                     decision.reason = f"{story}; {following} supports it"
                 else:
                     labels[v] = HOST
                     decision.target, decision.reason = None, story
         return pruned
+
+    def _expand(self, model: ir.Model, calls: list[ir.Node]) -> None:
+        """Put dropped composites back as (copies of) their original nodes, each annotated
+        as a plain op by every target, its reason starting with why the composite was
+        dropped. A shared composite function goes once none of its calls is left."""
+        annotate = AnnotateTargetPass(self.targets)
+        for call in calls:
+            composite = composite_of(call)
+            story = decision_of(call).dropped
+            for copy, original in zip(
+                inline(model, call, composite.nodes), composite.nodes, strict=True
+            ):
+                decision = annotate.decide(model, copy)
+                decision.dropped = story
+                decision.reason = "; ".join((*story, decision.reason))
+                # The report reads the original node; the graph holds the copy.
+                copy.meta[DECISION_KEY] = original.meta[DECISION_KEY] = decision
+        called = {node.op_identifier() for node in model.graph if composite_of(node) is not None}
+        for identifier in {call.op_identifier() for call in calls} - called:
+            model.functions.pop(identifier)
 
 
 def _member_ops(node: ir.Node) -> tuple[str, ...]:

@@ -124,11 +124,13 @@ def call_instead(
     return call
 
 
-def inline(model: ir.Model, call: ir.Node, names: Sequence[str] = ()) -> list[ir.Node]:
+def inline(model: ir.Model, call: ir.Node, originals: Sequence[ir.Node] = ()) -> list[ir.Node]:
     """Put a copy of the body of the function ``call`` calls in place of the call.
 
-    The copies are renamed ``names`` in body order, when given. The function itself
-    stays in the model (other calls may share it). Returns the new nodes.
+    When given ``originals`` (the nodes the call stands for, in body order), the copies
+    and their outputs take their names: a function shared by several calls holds the
+    names of one of them only. The function itself stays in the model (other calls may
+    share it). Returns the new nodes.
     """
     graph = model.graph
     copy = model.functions[(call.domain, call.op_type, call.overload)].clone()
@@ -141,8 +143,10 @@ def inline(model: ir.Model, call: ir.Node, names: Sequence[str] = ()) -> list[ir
     for inner, outer in zip(results, call.outputs, strict=True):
         _redirect(graph, outer, inner, keep=(call,))
     copy.graph.remove(body)
-    for node, name in zip(body, names, strict=False):
-        node.name = name
+    for node, original in zip(body, originals, strict=False):
+        node.name = original.name
+        for value, named in zip(node.outputs, original.outputs, strict=True):
+            value.name = named.name
     graph.insert_before(call, body)
     graph.remove(call)
     return body

@@ -2,14 +2,12 @@
 
 Each region becomes a model-local function in domain ``byoc.<target>`` named after the
 region (``simaccel_0``), called once from the main graph. Constant inputs are bound
-inside the function or passed in as call inputs, as the target asks. Composites whose
-region was not kept are expanded back into their original nodes, and every original
-node records in ``metadata_props`` where it went and why.
+inside the function or passed in as call inputs, as the target asks. Every node of the
+main graph records in ``metadata_props`` where it went and why.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 import onnx_ir as ir
@@ -17,10 +15,10 @@ import onnx_ir as ir
 from byoc_sdk.content_hash import constant_hash
 from byoc_sdk.node_info import is_constant
 from byoc_sdk.target import Target
-from partition.decision import DECISION_KEY, HOST, composite_of, decision_of
+from partition.decision import HOST, decision_of
 from partition.graph_index import ensure_sorted
 from partition.merge_regions import REGIONS_KEY, RegionPlan
-from partition.outline import inline, outline
+from partition.outline import outline
 
 
 class PartitionGraphPass(ir.passes.InPlacePass):
@@ -33,19 +31,6 @@ class PartitionGraphPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         plans: list[RegionPlan] = model.meta.get(REGIONS_KEY, [])
         graph = model.graph
-        placed = {node for plan in plans for node in plan.nodes}
-        calls: Counter[tuple[str, str, str]] = Counter()
-        expanded = []
-        for node in list(graph):
-            if composite_of(node) is not None:
-                calls[node.op_identifier()] += 1
-                if node not in placed:
-                    expanded.append(node.op_identifier())
-                    self._expand(model, node)
-        for identifier in expanded:
-            calls[identifier] -= 1
-            if calls[identifier] == 0:  # every call of this shared composite was expanded
-                model.functions.pop(identifier, None)
         for node in graph:
             _record(node)
         for plan in plans:
@@ -61,13 +46,6 @@ class PartitionGraphPass(ir.passes.InPlacePass):
             call.metadata_props["byoc.region"] = plan.name
         ensure_sorted(graph)
         return ir.passes.PassResult(model, modified=bool(plans))
-
-    def _expand(self, model: ir.Model, call: ir.Node) -> None:
-        """Put a composite that stays on the host back as (copies of) its original nodes."""
-        decision = decision_of(call)
-        composite = composite_of(call)
-        for node in (*inline(model, call, composite.members), *composite.nodes):
-            node.meta[DECISION_KEY] = decision
 
 
 def _record(node: ir.Node) -> None:

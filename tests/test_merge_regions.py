@@ -8,9 +8,10 @@ about them.
 from __future__ import annotations
 
 import networkx as nx
+import onnx
 import pytest
 
-from byoc_sdk import RegionPolicy, partition_model
+from byoc_sdk import RegionPolicy, any_input, const, op, partition_model
 from byoc_sdk.testing import assert_equivalent, onnx_text
 from partition.graph_index import GraphIndex
 from partition.merge_regions import HOST, group
@@ -266,3 +267,125 @@ def test_a_check_that_raises_declines_the_node_and_says_so(make_target):
     garbage.support("Relu", check=lambda node: 3)
     _, result = placement(model, [garbage])
     assert "acc's check of Relu failed" in result.report.nodes[0].reason
+
+
+CONV_RELU = """
+    g (float[1,1,4,4] x) => (float[1,1,2,2] y)
+    <float[1,1,3,3] w = {1,0,0, 0,1,0, 0,0,1}> {
+      [conv] c = Conv(x, w)
+      [relu] y = Relu(c)
+    }"""
+
+
+def test_members_of_a_dropped_composite_go_to_the_next_target(monkeypatch):
+    from byoc_sdk.registry import get_target
+
+    # simaccel fuses conv+relu into conv_act, then its policy drops the region; cpu (which
+    # keeps every region) takes the members as plain ops instead of the host.
+    model = onnx_text(CONV_RELU)
+    simaccel = get_target("simaccel")
+    monkeypatch.setattr(simaccel, "policy", RegionPolicy(min_nodes=3))
+    placed, result = placement(model, [simaccel, "cpu"], policy=None)
+    assert placed == {"cpu_0": ["conv", "relu"]}
+    dropped = "its region has 2 nodes, fewer than min_nodes=3"
+    # As plain ops simaccel still claims them, and its policy drops them once more.
+    assert {n.name: n.reason for n in result.report.nodes} == {
+        name: f"simaccel pattern conv_act dropped: {dropped}; "
+              f"simaccel supports it, but {dropped}; cpu supports it"
+        for name in ("conv", "relu")
+    }
+    assert all(n.composite is None for n in result.report.nodes)
+    assert not [f for f in result.model.functions.values() if f.domain.endswith(".composite")]
+
+
+MM_ADD = """
+    g (float[2,4] x) => (float[2,4] y)
+    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+      [mm] m = MatMul(x, w)
+      [add] y = Add(m, b)
+    }"""
+
+
+def _mm_add_target(make_target, name, ops=(), **fields):
+    target = make_target(name, ops, **fields)
+    target.pattern("mm_add", op("Add", op("MatMul", any_input(), const()), const()))
+    return target
+
+
+def test_members_of_a_dropped_composite_take_plain_support_in_priority_order(make_target):
+    acc = _mm_add_target(make_target, "acc", priority=5, policy=RegionPolicy(min_nodes=3))
+    low = make_target("low", ["MatMul", "Add"], priority=1, policy=KEEP_ALL)
+    placed, result = placement(onnx_text(MM_ADD), [acc, low], policy=None)
+    assert placed == {"low_0": ["add", "mm"]}
+    reasons = {n.name: n.reason for n in result.report.nodes}
+    assert reasons == {
+        "mm": "acc pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=3; "
+              "low supports MatMul",
+        "add": "acc pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=3; "
+               "low supports Add",
+    }
+
+
+def test_members_of_a_dropped_composite_no_target_accepts_go_to_the_host(make_target):
+    acc = _mm_add_target(make_target, "acc", priority=5, policy=RegionPolicy(min_nodes=3))
+    low = make_target("low", ["Add"], priority=1, policy=RegionPolicy(min_nodes=1))
+    placed, result = placement(onnx_text(MM_ADD), [acc, low], policy=None)
+    assert placed == {"host": ["add", "mm"]}
+    story = "acc pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=3"
+    assert {n.name: n.reason for n in result.report.nodes} == {
+        "mm": f"{story}; MatMul is not supported by acc; MatMul is not supported by low",
+        "add": f"{story}; low supports it, but its region holds no compute-heavy op "
+               "(policy require_compute)",
+    }
+    recorded = {n.name: n.metadata_props["byoc.reason"] for n in result.model.graph}
+    assert recorded == {n.name: n.reason for n in result.report.nodes}
+    assert not result.model.functions
+
+
+def test_a_shared_composite_function_survives_for_the_calls_that_are_kept(make_target):
+    # Both mm_add instances call one function; only the second one's region is dropped.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4},
+         float[4,4] w2 = {0,1,0,0, 1,0,0,0, 0,0,0,1, 0,0,1,0}, float[4] b2 = {4, 3, 2, 1}> {
+          [mm] m = MatMul(x, w)
+          [add] a = Add(m, b)
+          [relu] r = Relu(a)
+          [sm] s = Softmax(r)
+          [mm2] m2 = MatMul(s, w2)
+          [add2] y = Add(m2, b2)
+        }""")
+    acc = _mm_add_target(make_target, "acc", ["Relu"], priority=5,
+                         policy=RegionPolicy(min_nodes=3))
+    low = make_target("low", ["MatMul"], priority=1, policy=KEEP_ALL)
+    placed, result = placement(model, [acc, low], policy=None)
+    assert placed == {"acc_0": ["add", "mm", "relu"], "host": ["add2", "sm"], "low_0": ["mm2"]}
+    composites = [f for f in result.model.functions.values() if f.domain == "byoc.acc.composite"]
+    assert [f.name for f in composites] == ["mm_add_0"]
+    records = {n.name: n for n in result.report.nodes}
+    assert records["mm"].composite == "mm_add_0" and records["mm"].region == "acc_0"
+    assert records["mm2"].composite is None and records["mm2"].target == "low"
+    assert records["add2"].reason.startswith("acc pattern mm_add dropped: its region has 2")
+    proto = result.to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert_equivalent(model, proto)
+
+
+def test_expanded_calls_of_a_shared_composite_keep_their_own_names(make_target):
+    # Both mm_add instances call one function, whose body holds the first one's names.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+          [mm] m = MatMul(x, w)
+          [add] a = Add(m, b)
+          [mm2] m2 = MatMul(a, w)
+          [add2] y = Add(m2, b)
+        }""")
+    acc = _mm_add_target(make_target, "acc", policy=RegionPolicy(min_nodes=5))
+    placed, result = placement(model, [acc], policy=None)
+    assert placed == {"host": ["add", "add2", "mm", "mm2"]}
+    proto = result.to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert [(n.name, list(n.output)) for n in proto.graph.node] == [
+        (n.name, list(n.output)) for n in model.graph.node
+    ]

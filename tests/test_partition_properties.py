@@ -2,7 +2,7 @@
 
 Random DAGs of mixed ops, random support for one to three targets (random op subsets,
 random per-node refusals, random merge styles, constant modes, patterns with checks,
-structural or not, and policies):
+structural or not, and policies, some of which drop composites):
 
 * no cycle: the partitioned model passes the full ONNX checker (topologically sorted);
 * every node lands in exactly one place: a region's function body or the host;
@@ -24,6 +24,17 @@ from byoc_sdk.testing import assert_equivalent
 OPS = ["Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Softmax", "Add", "Mul", "Sub", "Max",
        "MatMul", "Split", "Concat"]
 ACTIVATIONS = ("Relu", "Tanh", "Sigmoid")
+#: Region policies, for a target or for all: none (the default), keep-all, and two that
+#: drop small regions, with or without a compute-heavy op.
+POLICIES = [None, RegionPolicy.keep_all(), RegionPolicy(min_nodes=3, require_compute=False),
+            RegionPolicy(min_nodes=4)]
+#: Composite patterns a target may declare: MatMul with a weight, or any unary op (common
+#: in the random graphs, so that policies often drop composites), then an activation.
+PATTERNS = {
+    "mm_act": op(ACTIVATIONS, op("MatMul", any_input(), const())),
+    "unary_act": op(ACTIVATIONS, op(("Abs", "Neg", *ACTIVATIONS), any_input(),
+                                    allow_external_uses=True)),
+}
 
 
 @st.composite
@@ -35,6 +46,7 @@ def targets(draw) -> list[Target]:
             priority=draw(st.integers(0, 3)),
             merge_style=draw(st.sampled_from(["regions", "per-op"])),
             constants=draw(st.sampled_from(["bind", "inputs"])),
+            policy=draw(st.sampled_from(POLICIES)),
         )
         ops = draw(st.lists(st.sampled_from(OPS), min_size=1, unique=True))
         salt = draw(st.integers(0, 1000))
@@ -53,8 +65,8 @@ def targets(draw) -> list[Target]:
                 """Structural: it reads only the activation's op type."""
                 return match.root.op_type != refused or f"{refused} is not fused"
 
-            target.pattern("mm_act", op(ACTIVATIONS, op("MatMul", any_input(), const())),
-                           fuses, structural=draw(st.booleans()))
+            name = draw(st.sampled_from(sorted(PATTERNS)))
+            target.pattern(name, PATTERNS[name], fuses, structural=draw(st.booleans()))
         made.append(target)
     return made
 
@@ -84,8 +96,7 @@ def _placed_nodes(proto: onnx.ModelProto) -> list[str]:
     seed=st.integers(0, 10_000),
     size=st.integers(1, 40),
     chosen=targets(),
-    policy=st.sampled_from([None, RegionPolicy.keep_all(), RegionPolicy(min_nodes=3,
-                                                                         require_compute=False)]),
+    policy=st.sampled_from(POLICIES),
 )
 def test_random_partitions_are_acyclic_complete_and_equivalent(seed, size, chosen, policy):
     model = random_dag(seed, size)
@@ -102,5 +113,9 @@ def test_random_partitions_are_acyclic_complete_and_equivalent(seed, size, chose
             assert node.target == "host"
         else:
             assert targets_of_region[node.region] == node.target
+        # A composite is kept in a region, or dropped and expanded back into plain nodes.
+        assert node.composite is None or node.region is not None
+        if " dropped: " in node.reason.split(";")[0]:
+            assert node.composite is None
 
     assert_equivalent(model, proto, rtol=1e-4, atol=1e-5)
