@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from byoc_sdk.codegen import CSource, Region
 from reference_backends.cpu.cwriter import CWriter, c_identifier, int_list
-from reference_backends.cpu.graph import Tensor
+from reference_backends.cpu.graph import RegionGraph, Tensor
 from reference_backends.cpu.kernels.base import (
     ABI_DTYPES,
     CTYPES,
@@ -173,7 +173,7 @@ def write_lifecycle(w: CWriter, entry: str, constants: list[Tensor], *, export: 
     status; ``failure``, the C expression returned when it fails), later ones count
     references, and the last release frees it (``byoc_state_free``). The count is
     published with release order, so an entry that reads it with acquire order (see
-    :func:`check_initialized`) also sees the state."""
+    :func:`check_arguments`) also sees the state."""
     signature = (f"{export} int32_t {entry}_init(const byoc_tensor* constants, "
                  "int32_t num_constants, char* error, size_t error_size)")
     with w.block(signature):
@@ -198,12 +198,18 @@ def write_lifecycle(w: CWriter, entry: str, constants: list[Tensor], *, export: 
         w.line("pthread_mutex_unlock(&byoc_lock);")
 
 
-def check_initialized(w: CWriter, entry: str) -> None:
-    """The entry's refusal to run before ``_init`` (acquire order: see
-    :func:`write_lifecycle`)."""
+def check_arguments(w: CWriter, entry: str, graph: RegionGraph) -> None:
+    """The entry's checks before any work: ``_init`` has run (acquire order: see
+    :func:`write_lifecycle`), and the inputs and outputs are the tensors ``graph``
+    declares."""
     with w.block("if (__atomic_load_n(&byoc_refs, __ATOMIC_ACQUIRE) == 0)"):
         w.line(f'return byoc_fail(error, error_size, BYOC_ERROR, "{entry} was called '
                f'before {entry}_init");')
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    check_count(w, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
+    check_count(w, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
+    check_tensors(w, "inputs", graph.inputs, f"{entry}: input")
+    check_tensors(w, "outputs", graph.outputs, f"{entry}: output")
 
 
 def check_count(w: CWriter, variable: str, count: int, message: str) -> None:
@@ -238,12 +244,7 @@ def _entry(entry: str, program: Program, storage: _Storage, calls: list[str],
     w.line("    const byoc_tensor* outputs, int32_t num_outputs, char* error, "
            "size_t error_size) {")
     body = CWriter(depth=1)
-    check_initialized(body, entry)
-    n_in, n_out = len(graph.inputs), len(graph.outputs)
-    check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
-    check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
-    check_tensors(body, "inputs", graph.inputs, f"{entry}: input")
-    check_tensors(body, "outputs", graph.outputs, f"{entry}: output")
+    check_arguments(body, entry, graph)
     threads = program.region.threads
     body.line("int threads = omp_get_max_threads();")
     if threads:

@@ -288,12 +288,7 @@ def region_params(options: Mapping[str, Any], vector_width: int | None = None) -
     if layout not in IMPLEMENTED_LAYOUTS:
         raise ParamError(f"layout {layout} is not implemented by the cpu generator yet "
                          f"(implemented: {sorted(IMPLEMENTED_LAYOUTS)})")
-    ops = options.get("ops", {})
-    kernels = options.get("kernels", {})
-    for key, table in (("ops", ops), ("kernels", kernels)):
-        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping)
-                                                     for v in table.values()):
-            raise ParamError(f"option {key!r} must map names to parameter objects")
+    ops, kernels = override_tables(options)
     return RegionParams(width, threads, layout, _without_layout(ops, layout),
                         _without_layout(kernels, layout))
 
@@ -311,6 +306,18 @@ def _without_layout(table: Mapping[str, Mapping[str, Any]],
                              f"out {layout} (layouts are chosen per region)")
         stripped[name] = {k: v for k, v in entry.items() if k != "layout"}
     return stripped
+
+
+def override_tables(options: Mapping[str, Any]) -> tuple[Mapping, Mapping]:
+    """The ``ops`` and ``kernels`` tables of a region's options (per op type and per
+    kernel schedule overrides), checked; shared with the cuda generator."""
+    ops = options.get("ops", {})
+    kernels = options.get("kernels", {})
+    for key, table in (("ops", ops), ("kernels", kernels)):
+        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping)
+                                                     for v in table.values()):
+            raise ParamError(f"option {key!r} must map names to parameter objects")
+    return ops, kernels
 
 
 def resolve_params(

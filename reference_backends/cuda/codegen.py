@@ -27,9 +27,7 @@ import numpy as np
 
 from byoc_sdk.codegen import CSource, Region
 from reference_backends.cpu.codegen import (
-    check_count,
-    check_initialized,
-    check_tensors,
+    check_arguments,
     write_lifecycle,
 )
 from reference_backends.cpu.cwriter import CWriter, c_identifier
@@ -393,12 +391,7 @@ def _entry(entry: str, program: Program, storage: _Storage, launches: list[str],
     body = CWriter(depth=1)
     body.line("int32_t status = BYOC_OK;")
     body.line("byoc_context* c = NULL;")
-    check_initialized(body, entry)
-    n_in, n_out = len(graph.inputs), len(graph.outputs)
-    check_count(body, "num_inputs", n_in, f"{entry} takes {n_in} inputs")
-    check_count(body, "num_outputs", n_out, f"{entry} takes {n_out} outputs")
-    check_tensors(body, "inputs", graph.inputs, f"{entry}: input")
-    check_tensors(body, "outputs", graph.outputs, f"{entry}: output")
+    check_arguments(body, entry, graph)
     body.lines(_SELECT_DEVICE)
     # cudaGetLastError reports the thread's last error, whoever made it: clear what an
     # earlier call left, so the launch checks below see this call's errors only.

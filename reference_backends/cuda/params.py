@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from reference_backends.cpu.params import ParamError, Schedule
+from reference_backends.cpu.params import ParamError, Schedule, override_tables
 
 REGION_KEYS = frozenset({"device", "arch", "emulate", "ops", "kernels"})
 
@@ -127,10 +127,5 @@ def cuda_params(options: Mapping[str, Any]) -> CudaParams:
     emulate = options.get("emulate", emulate_by_default())
     if not isinstance(emulate, bool):
         raise ParamError(f"emulate must be true or false, not {emulate!r}")
-    ops = options.get("ops", {})
-    kernels = options.get("kernels", {})
-    for key, table in (("ops", ops), ("kernels", kernels)):
-        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping)
-                                                     for v in table.values()):
-            raise ParamError(f"option {key!r} must map names to parameter objects")
+    ops, kernels = override_tables(options)
     return CudaParams(device, arch, emulate, ops, kernels)

@@ -235,6 +235,9 @@ class Param:
 class KernelContext:
     """Emission of one kernel function: its parameters, state and scratch."""
 
+    #: The language's spelling of ``restrict`` (C99's; CUDA C++ says ``__restrict__``).
+    restrict: ClassVar[str] = "restrict"
+
     def __init__(self, module: ModuleContext, storage_of: Callable[[Tensor], str]) -> None:
         self.module = module
         self._storage_of = storage_of
@@ -263,7 +266,7 @@ class KernelContext:
         if write:
             self.written.add(name)
         qualifier = "" if name in self.written else "const "
-        self.params[name] = Param(f"{qualifier}{c_type}* restrict {name}", argument)
+        self.params[name] = Param(f"{qualifier}{c_type}* {self.restrict} {name}", argument)
         return name
 
     def load(self, tensor: Tensor, index: str) -> str:

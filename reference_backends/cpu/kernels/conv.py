@@ -41,7 +41,9 @@ from reference_backends.cpu.kernels.window import (
     DirectLoop,
     Window,
     channel_chunk,
+    conv_window,
     emit_padded_plane,
+    is_depthwise,
 )
 from reference_backends.cpu.params import (
     ConvSchedule,
@@ -510,16 +512,13 @@ class DepthwiseKernel(Kernel):
 def conv_kernel(op: Op, region: RegionParams) -> Kernel:
     """Conv: the depthwise kernel for one input channel per group, else a product of
     weights and input columns (see :class:`ConvKernel`)."""
-    x, weights = op.inputs[0], op.inputs[1]
-    if weights.rank != 4:
-        raise UnsupportedError(f"Conv {op.name!r}: only 2-D convolution is supported")
-    kernel = tuple(op.attr("kernel_shape") or weights.shape[2:])
-    window = Window.of(op, kernel)
+    x = op.inputs[0]
+    window = conv_window(op)
     groups = int(op.attr("group", 1))
     channels, out_channels = x.shape[1], op.output.shape[1]
-    depthwise = groups == channels and weights.shape[1] == 1
+    depthwise = is_depthwise(op)
     pointwise = _columns_kind(window, ConvSchedule()) == "direct"
-    reduction = channels // groups * kernel[0] * kernel[1]
+    reduction = channels // groups * window.kh * window.kw
     stride = max(window.sh, window.sw)
     if x.layout == "NHWC":
         default = default_conv_channels_last(out_channels // groups, window.ow, reduction,

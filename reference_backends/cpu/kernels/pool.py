@@ -13,10 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reference_backends.cpu.cwriter import CWriter, float_literal, int_list
-from reference_backends.cpu.graph import Op, UnsupportedError
+from reference_backends.cpu.graph import Op
 from reference_backends.cpu.kernels.base import Kernel, KernelContext
 from reference_backends.cpu.kernels.elementwise import Epilogue
-from reference_backends.cpu.kernels.window import ChannelLoop, DirectLoop, Window, channel_chunk
+from reference_backends.cpu.kernels.window import (
+    ChannelLoop,
+    DirectLoop,
+    Window,
+    channel_chunk,
+    pool_window,
+)
 from reference_backends.cpu.params import RegionParams, WindowSchedule, resolve_params
 
 
@@ -82,13 +88,7 @@ class PoolKernel(Kernel):
 
 def pool_kernel(op: Op, region: RegionParams) -> Kernel:
     """MaxPool (values only) or AveragePool."""
-    indices = op.outputs[1] if len(op.outputs) > 1 else None
-    if indices is not None and (indices.consumers or indices.output_index is not None):
-        raise UnsupportedError(f"MaxPool {op.name!r}: the indices output is not supported")
-    kernel = tuple(op.attr("kernel_shape"))
-    if len(kernel) != 2:
-        raise UnsupportedError(f"{op.op_type} {op.name!r}: only 2-D pooling is supported")
-    window = Window.of(op, kernel)
+    window = pool_window(op)
     params = resolve_params(WindowSchedule(), op.op_type, op.name, region)
     mode = "max" if op.op_type == "MaxPool" else "avg"
     return PoolKernel(op, Epilogue(op.output), params, window=window, mode=mode)

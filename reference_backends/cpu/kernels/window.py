@@ -61,6 +61,32 @@ class Window:
         return lo, max(lo, hi)
 
 
+def conv_window(op: Op) -> Window:
+    """A 2-D Conv's window (``kernel_shape``, or the weight's spatial dims)."""
+    weights = op.inputs[1]
+    if weights.rank != 4:
+        raise UnsupportedError(f"Conv {op.name!r}: only 2-D convolution is supported")
+    return Window.of(op, tuple(op.attr("kernel_shape") or weights.shape[2:]))
+
+
+def is_depthwise(op: Op) -> bool:
+    """Whether Conv ``op`` has one input channel per group."""
+    return (int(op.attr("group", 1)) == op.inputs[0].shape[1]
+            and op.inputs[1].shape[1] == 1)
+
+
+def pool_window(op: Op) -> Window:
+    """A MaxPool's or AveragePool's window; the indices output and pools that are not
+    2-D are refused."""
+    indices = op.outputs[1] if len(op.outputs) > 1 else None
+    if indices is not None and (indices.consumers or indices.output_index is not None):
+        raise UnsupportedError(f"MaxPool {op.name!r}: the indices output is not supported")
+    kernel = tuple(op.attr("kernel_shape"))
+    if len(kernel) != 2:
+        raise UnsupportedError(f"{op.op_type} {op.name!r}: only 2-D pooling is supported")
+    return Window.of(op, kernel)
+
+
 def spatial_pads(op: Op, size: Sequence[int], kernel: Sequence[int],
                  strides: Sequence[int], dilations: Sequence[int]) -> tuple[int, ...]:
     """(top, left, bottom, right) pads, ``auto_pad`` resolved for the static shape."""

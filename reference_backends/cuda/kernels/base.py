@@ -21,7 +21,6 @@ from reference_backends.cpu.kernels.base import (
     Kernel,
     KernelContext,
     ModuleContext,
-    Param,
 )
 from reference_backends.cuda.params import BlockSchedule
 
@@ -76,12 +75,7 @@ class CudaModule(ModuleContext):
 class CudaKernelContext(KernelContext):
     """Emission of one ``__global__`` function: its pointer parameters."""
 
-    def _param(self, name: str, c_type: str, argument: str, *, write: bool) -> str:
-        if write:
-            self.written.add(name)
-        qualifier = "" if name in self.written else "const "
-        self.params[name] = Param(f"{qualifier}{c_type}* __restrict__ {name}", argument)
-        return name
+    restrict: ClassVar[str] = "__restrict__"
 
     def scratch(self, nbytes: int, offset: int = 0, c_type: str = "float") -> str:
         raise NotImplementedError("cuda kernels keep their temporaries in shared memory")

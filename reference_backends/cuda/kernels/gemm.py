@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference_backends.cpu.cwriter import CWriter
-from reference_backends.cpu.graph import Op, Tensor, UnsupportedError
+from reference_backends.cpu.graph import Op, Tensor
 from reference_backends.cpu.kernels.base import Coords, KernelContext
 from reference_backends.cpu.kernels.conv import bias_steps
 from reference_backends.cpu.kernels.elementwise import Epilogue, Step
@@ -38,7 +38,7 @@ from reference_backends.cpu.kernels.gemm import (
     matmul_product,
     scalar_step,
 )
-from reference_backends.cpu.kernels.window import Window
+from reference_backends.cpu.kernels.window import Window, conv_window, is_depthwise
 from reference_backends.cpu.params import resolve_params
 from reference_backends.cuda.kernels.base import CudaKernel, Launch
 from reference_backends.cuda.kernels.window import depthwise_kernel
@@ -248,18 +248,15 @@ class ConvKernel(TiledGemmKernel):
 
 def conv_kernel(op: Op, params: CudaParams) -> CudaKernel:
     """Conv: the depthwise kernel for one input channel per group, else an implicit GEMM."""
-    x, weights = op.inputs[0], op.inputs[1]
-    if weights.rank != 4:
-        raise UnsupportedError(f"Conv {op.name!r}: only 2-D convolution is supported")
-    kernel = tuple(op.attr("kernel_shape") or weights.shape[2:])
-    window = Window.of(op, kernel)
+    x = op.inputs[0]
+    window = conv_window(op)
     groups = int(op.attr("group", 1))
     channels, out_channels = x.shape[1], op.output.shape[1]
-    if groups == channels and weights.shape[1] == 1:
+    if is_depthwise(op):
         block = resolve_params(BlockSchedule(), "Conv", op.name, params)
         return depthwise_kernel(op, window, block)
     m = out_channels // groups
-    k = channels // groups * kernel[0] * kernel[1]
+    k = channels // groups * window.kh * window.kw
     n = x.shape[0] * window.oh * window.ow
     scale = op.attr("byoc.scale")
     tiles = _tiles(op, m, n, params)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reference_backends.cpu.cwriter import CWriter
-from reference_backends.cpu.graph import Op, Tensor, UnsupportedError
+from reference_backends.cpu.graph import Op, Tensor
 from reference_backends.cpu.kernels.base import KernelContext
 from reference_backends.cpu.kernels.conv import bias_steps
 from reference_backends.cpu.kernels.elementwise import Epilogue
-from reference_backends.cpu.kernels.window import Window
+from reference_backends.cpu.kernels.window import Window, pool_window
 from reference_backends.cuda.kernels.base import CudaKernel, Launch, flat_launch, grid_stride
 from reference_backends.cuda.params import BlockSchedule
 
@@ -106,13 +106,7 @@ class PoolKernel(WindowKernel):
 
 
 def pool_kernel(op: Op, params: BlockSchedule) -> PoolKernel:
-    indices = op.outputs[1] if len(op.outputs) > 1 else None
-    if indices is not None and (indices.consumers or indices.output_index is not None):
-        raise UnsupportedError(f"MaxPool {op.name!r}: the indices output is not supported")
-    kernel = tuple(op.attr("kernel_shape"))
-    if len(kernel) != 2:
-        raise UnsupportedError(f"{op.op_type} {op.name!r}: only 2-D pooling is supported")
-    return PoolKernel(op, Epilogue(op.output), params, window=Window.of(op, kernel))
+    return PoolKernel(op, Epilogue(op.output), params, window=pool_window(op))
 
 
 @dataclass(eq=False)
