@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 
 from byoc_sdk.codegen import Binary, CSource, JsonGraph
-from byoc_sdk.runtime import Runner
+from byoc_sdk.memory_plan import ValueSpec
+from byoc_sdk.runtime import BoundCall, Runner
 from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
 
 
@@ -35,6 +36,18 @@ def native_runner(
     if function.has_init:
         function.init(list(constants))
     return function
+
+
+def bind_native(function, inputs: Sequence[str], outputs: Sequence[str]):
+    """The binder of a compiled module's step: the native core checks the frame's arrays
+    once, and each call reads the unbound inputs from the run's values by name and puts
+    fresh arrays for the unbound outputs there (no Python between the two)."""
+
+    def bind(fixed_in: Sequence[np.ndarray | None],
+             fixed_out: Sequence[np.ndarray | None]) -> BoundCall:
+        return function.bind(list(fixed_in), list(fixed_out), list(inputs), list(outputs))
+
+    return bind
 
 
 class NativeStats:
@@ -66,38 +79,77 @@ def vendor_runner(
     return run, runtime
 
 
-def host_runner(model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> Runner:
+class HostSession:
     """An onnxruntime session over one host step's model, made once.
 
-    The runner passes the output names worked out here. Its outputs are numpy arrays
-    over the buffers onnxruntime allocated, not copies, taken from the shared arena (see
-    :func:`_shared_cpu_arena`): binding outputs to arrays of our own (IOBinding) cost
-    more per call in Python than it saved.
+    Called with a list of arrays, it returns numpy arrays over the buffers onnxruntime
+    allocated (not copies), taken from the shared arena (see :func:`_shared_cpu_arena`).
+    When every output has a static shape it can also be bound to a frame's buffers
+    (:meth:`bind`): an IOBinding made once per frame, so a run passes no arrays at all.
     """
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    # The sub-models are small and made on load: full optimisation pays back at run time.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # A memory pattern gives each run one block sized for all of the step's intermediate
-    # values; without it they come one by one from the shared arena, which hands back
-    # the chunks the previous step has just freed, still in cache (measured: 1.13x ->
-    # 1.11x on a model cut into 22 host steps).
-    options.enable_mem_pattern = False
-    if _shared_cpu_arena():
-        options.add_session_config_entry("session.use_env_allocators", "1")
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    names = [o.name for o in session.get_outputs()]
-    keys = tuple(inputs)
-    run = session.run
+    def __init__(self, model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> None:
+        import onnxruntime as ort
 
-    def runner(args: list[np.ndarray]) -> list[np.ndarray]:
-        return run(names, dict(zip(keys, args, strict=True)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # The sub-models are small and made on load: full optimisation pays back at run
+        # time.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A memory pattern gives each run one block sized for all of the step's
+        # intermediate values; without it they come one by one from the shared arena,
+        # which hands back the chunks the previous step has just freed, still in cache
+        # (measured: 1.13x -> 1.11x on a model cut into 22 host steps).
+        options.enable_mem_pattern = False
+        if _shared_cpu_arena():
+            options.add_session_config_entry("session.use_env_allocators", "1")
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+        self.output_specs = _static_specs(model.graph.output)
 
-    return runner
+    def __call__(self, args: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self.outputs, dict(zip(self.inputs, args, strict=True)))
+
+    def bind(self, fixed_in: Sequence[np.ndarray | None],
+             fixed_out: Sequence[np.ndarray | None]) -> BoundCall:
+        """A call that writes into ``fixed_out`` and reads ``fixed_in``, except for the
+        ``None`` inputs, which it binds to the run's arrays each time."""
+        binding = self.session.io_binding()
+        late = []
+        for name, array in zip(self.inputs, fixed_in, strict=True):
+            if array is None:
+                late.append(name)
+            else:
+                binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        for name, array in zip(self.outputs, fixed_out, strict=True):
+            binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        run = self.session.run_with_iobinding
+
+        def call(values: dict[str, np.ndarray]) -> None:
+            for name in late:
+                binding.bind_cpu_input(name, values[name])
+            run(binding)
+
+        return call
+
+
+def _static_specs(infos) -> tuple[ValueSpec, ...] | None:
+    """The dtype and shape of each value, or ``None`` unless every one is a tensor of
+    static shape."""
+    specs = []
+    for info in infos:
+        tensor = info.type.tensor_type
+        dims = tensor.shape.dim if info.type.HasField("tensor_type") else ()
+        if not info.type.HasField("tensor_type") or not tensor.HasField("shape") or any(
+            not d.HasField("dim_value") for d in dims
+        ):
+            return None
+        specs.append(ValueSpec(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)),
+                               tuple(d.dim_value for d in dims)))
+    return tuple(specs)
 
 
 @functools.cache
@@ -176,16 +228,27 @@ def assemble(
             raise ByocError(f"module failed to load: {reason}",
                             file=source, target=region.target, region=name) from exc
     initializers = {t.name for t in contents.model.graph.initializer}
+    graph_outputs = set(contents.outputs)
     steps = []
     for index, plan in enumerate(plan_steps(model, set(runners))):
         if plan.kind == "external":
             runner, runtime = runners[plan.name]
-            steps.append(Step(index, plan.kind, plan.name, compiled[plan.name].target,
-                              plan.inputs, plan.outputs, runner,
-                              runtime.stats if runtime is not None else None))
+            region = compiled[plan.name]
+            step = Step(index, plan.kind, plan.name, region.target, plan.inputs, plan.outputs,
+                        runner, runtime.stats if runtime is not None else None)
+            if isinstance(region.artifact, CSource):  # a native module writes into buffers
+                step.output_specs = tuple(ValueSpec(spec.numpy_dtype, spec.shape)
+                                          for spec in region.signature.outputs)
+                step.bind = bind_native(runner, step.inputs, step.outputs)
         else:
             inputs = tuple(n for n in plan.inputs if n not in initializers)
-            runner = host_runner(host_model(contents.model, plan), inputs, host_threads)
-            steps.append(Step(index, plan.kind, plan.name, "host", inputs, plan.outputs, runner))
+            session = HostSession(host_model(contents.model, plan), inputs, host_threads)
+            step = Step(index, plan.kind, plan.name, "host", inputs, plan.outputs, session)
+            # A step making graph outputs stays unbound: onnxruntime writes a value into a
+            # buffer of its own more cheaply than into a caller's (a final Identity just
+            # passes its input on), and each run hands its caller fresh arrays anyway.
+            if session.output_specs is not None and graph_outputs.isdisjoint(plan.outputs):
+                step.output_specs, step.bind = session.output_specs, session.bind
+        steps.append(step)
     constants = {name: contents.constants[sha] for name, sha in contents.step_constants.items()}
     return CompiledModel(steps, contents.inputs, contents.outputs, constants, contents)

@@ -1,10 +1,14 @@
 """Running a compiled model: a schedule of steps over a table of values.
 
 External steps call compiled modules (through the native core) or vendor runtimes;
-host steps run onnxruntime sessions made once at load time. Each ``run`` keeps its own
-value table, so one model can run from several threads at once; values are dropped
-after their last reader. A failing step raises :class:`StepError` naming the step, the
-region and the target, and leaves the model ready to run again.
+host steps run onnxruntime sessions made once at load time. Values that pass between
+steps with static shapes live in planned buffers (:mod:`byoc_sdk.memory_plan`), and the
+steps that can write into a given buffer — compiled modules and host sessions — are
+bound to them once, in a *frame*; each ``run`` takes a frame of its own from a pool, so
+one model can run from several threads at once. Everything else (feeds, graph outputs,
+vendor runtimes' results) goes through a per-run table, dropped after its last reader.
+A failing step raises :class:`StepError` naming the step, the region and the target,
+and leaves the model ready to run again.
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ import numpy as np
 
 from byoc_sdk.codegen import TensorSpec
 from byoc_sdk.errors import ByocError, describe_exception
+from byoc_sdk.memory_plan import MemoryPlan, ValueSpec, plan_memory
 
 Runner = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
+#: A step bound to one frame: it reads the run's values it was not bound to from the
+#: table, and puts the outputs it was not bound to there.
+BoundCall = Callable[[dict[str, np.ndarray]], None]
+#: Binds a step to fixed arrays, one per input and one per output; ``None`` marks those
+#: that change from run to run.
+Binder = Callable[[Sequence[np.ndarray | None], Sequence[np.ndarray | None]], BoundCall]
 
 
 class StepError(ByocError):
@@ -36,7 +47,11 @@ class InputError(ByocError):
 
 @dataclass
 class Step:
-    """One unit of the schedule. ``target`` is "host" for onnxruntime steps."""
+    """One unit of the schedule. ``target`` is "host" for onnxruntime steps.
+
+    ``runner`` returns fresh outputs. A step that can write into buffers it is given has
+    ``bind`` as well, and ``output_specs`` then gives every output's static dtype and shape.
+    """
 
     index: int
     kind: str
@@ -46,7 +61,25 @@ class Step:
     outputs: tuple[str, ...]
     runner: Runner = field(repr=False)
     stats: Callable[[], Mapping[str, Any]] | None = field(default=None, repr=False)
+    bind: Binder | None = field(default=None, repr=False)
+    output_specs: tuple[ValueSpec, ...] = field(default=(), repr=False)
     drop_after: tuple[str, ...] = ()
+
+    def bound(self, arrays: Mapping[str, np.ndarray]) -> BoundCall:
+        """This step's call in a frame whose fixed arrays are ``arrays``."""
+        if self.bind is not None:
+            return self.bind([arrays.get(name) for name in self.inputs],
+                             [arrays.get(name) for name in self.outputs])
+        runner, inputs, outputs = self.runner, self.inputs, self.outputs
+
+        def call(values: dict[str, np.ndarray]) -> None:
+            results = runner([values[name] for name in inputs])
+            if len(results) != len(outputs):
+                raise StepError(f"step {self.index} returned {len(results)} outputs, "
+                                f"expected {len(outputs)}", target=self.target, region=self.name)
+            values.update(zip(outputs, results, strict=True))
+
+        return call
 
 
 class Profile:
@@ -132,7 +165,9 @@ class CompiledModel:
         self._runs = 0
         self._input_names = {spec.name for spec in self.inputs}
         self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
-        _plan_drops(self.steps, self.outputs)
+        self.memory_plan = _plan_buffers(self.steps, self.outputs)
+        self._frames: list[_Frame] = []
+        _plan_drops(self.steps, self.outputs, self.memory_plan)
 
     @property
     def report(self):
@@ -143,31 +178,34 @@ class CompiledModel:
         self, feeds: Mapping[str, np.ndarray], *, profile: Profile | None = None
     ) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (input name -> array); outputs by name."""
-        values = self._check_feeds(feeds)
-        if self.constants:
-            values.update(self.constants)
+        checked = self._check_feeds(feeds)
         self._runs += 1
         run = self._runs
-        for step in self.steps:
-            args = [values[name] for name in step.inputs]
-            start = time.perf_counter_ns() if profile is not None else 0
-            try:
-                results = step.runner(args)
-            except Exception as exc:  # a module or vendor runtime can fail in any way
-                raise StepError(
-                    f"step {step.index} ({step.kind}) failed: {describe_exception(exc)}",
-                    target=step.target, region=step.name,
-                ) from exc
-            if profile is not None:
-                profile.record(step, start, time.perf_counter_ns(), run)
-            if len(results) != len(step.outputs):
-                raise StepError(
-                    f"step {step.index} returned {len(results)} outputs, expected "
-                    f"{len(step.outputs)}", target=step.target, region=step.name,
-                )
-            values.update(zip(step.outputs, results, strict=True))
-            for name in step.drop_after:
-                del values[name]
+        try:  # list.pop and append are atomic: each frame serves one run at a time
+            frame = self._frames.pop()
+        except IndexError:
+            frame = _Frame(self)
+        values = dict(frame.values)
+        values.update(checked)
+        position = 0
+        try:
+            for position, call in enumerate(frame.calls):
+                if profile is None:
+                    call(values)
+                else:
+                    start = time.perf_counter_ns()
+                    call(values)
+                    profile.record(self.steps[position], start, time.perf_counter_ns(), run)
+        except StepError:
+            raise
+        except Exception as exc:  # a module or vendor runtime can fail in any way
+            step = self.steps[position]
+            raise StepError(
+                f"step {step.index} ({step.kind}) failed: {describe_exception(exc)}",
+                target=step.target, region=step.name,
+            ) from exc
+        # Only after a run that went through: a failed step may leave a frame half bound.
+        self._frames.append(frame)
         return {name: values[name] for name in self.outputs}
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -190,6 +228,8 @@ class CompiledModel:
                 array = np.asarray(array)
             if array.dtype != dtype or array.shape != shape:
                 self._refuse(name, array)
+            if not array.flags.c_contiguous:  # steps bind feeds by their data pointer
+                array = np.ascontiguousarray(array)
             values[name] = array
         return values
 
@@ -247,9 +287,44 @@ def _wrap(head: str, items: list[str], width: int = 96) -> list[str]:
 
 
 
-def _plan_drops(steps: list[Step], outputs: Sequence[str]) -> None:
-    """After which step each intermediate value has no reader left."""
+class _Frame:
+    """One run's working memory: the planned buffers, and every step bound to them."""
+
+    def __init__(self, model: CompiledModel) -> None:
+        fixed = {**model.memory_plan.allocate(), **model.constants}
+        self.values = fixed  # the table each run starts from
+        self.calls = [_dropping(step.bound(fixed), step.drop_after) for step in model.steps]
+
+
+def _dropping(call: BoundCall, names: tuple[str, ...]) -> BoundCall:
+    """``call``, then the per-run values it was the last reader of are let go."""
+    if not names:
+        return call
+
+    def call_and_drop(values: dict[str, np.ndarray]) -> None:
+        call(values)
+        for name in names:
+            del values[name]
+
+    return call_and_drop
+
+
+def _plan_buffers(steps: list[Step], outputs: Sequence[str]) -> MemoryPlan:
+    """Buffers for the values bound steps write, except graph outputs (each run hands
+    those to its caller, so they are fresh arrays)."""
     keep = set(outputs)
+    specs = {
+        name: spec
+        for step in steps if step.bind is not None
+        for name, spec in zip(step.outputs, step.output_specs, strict=True)
+        if name not in keep
+    }
+    return plan_memory([(step.inputs, step.outputs) for step in steps], specs)
+
+
+def _plan_drops(steps: list[Step], outputs: Sequence[str], memory: MemoryPlan) -> None:
+    """After which step each per-run intermediate value has no reader left."""
+    keep = set(outputs) | memory.placement.keys()
     last: dict[str, int] = {}
     for step in steps:
         for name in step.inputs:

@@ -357,6 +357,19 @@ def test_outputs_of_a_run_outlive_later_runs(example_targets, example_model):
         np.testing.assert_array_equal(array, kept[name])
 
 
+def test_values_between_steps_live_in_planned_buffers(example_targets, example_model):
+    # Every value passed between steps (graph outputs aside: callers keep those) is
+    # written into a frame's planned buffers; a frame serves one run after another.
+    model = example_model()
+    compiled = build(model, [example_targets["c_source"].target])
+    passed = {name for step in compiled.steps for name in step.outputs} - set(compiled.outputs)
+    assert passed and set(compiled.memory_plan.placement) == passed
+    for seed in range(3):
+        feeds = random_inputs(model, seed)
+        assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert len(compiled._frames) == 1
+
+
 # --- profiles -------------------------------------------------------------------------
 
 
@@ -461,6 +474,10 @@ def test_input_shapes_fix_a_dynamic_batch(example_targets):
     target = example_targets["c_source"].target
     dynamic = build(model, [target])
     assert dynamic.report.regions == []  # nothing static to claim
+    assert not dynamic.memory_plan.placement  # nor to plan memory for
+    for rows in (2, 5):
+        feeds = {"x": np.linspace(-3, 3, rows * 4, dtype=np.float32).reshape(rows, 4)}
+        assert_outputs_close(dynamic.run(feeds), run_onnxruntime(model, feeds))
 
     compiled = build(model, [target], input_shapes={"x": (2, 4)})
     assert [r.status for r in compiled.report.regions] == ["compiled"]

@@ -226,6 +226,64 @@ def test_call_into_writes_caller_buffers(affine):
     np.testing.assert_allclose(sums, want_sums, rtol=1e-6)
 
 
+def test_bound_call_reads_and_writes_the_run_table(affine):
+    # Bound like a runtime frame binds it: the input comes from the run's values by name
+    # and the sums output is fresh each call; y is a fixed buffer written in place.
+    y = np.zeros((ROWS, WIDTH), np.float32)
+    bound = affine.bind([None], [y, None], ["x"], ["y", "sums"])
+    for seed in (2, 3):
+        x = sample(seed)
+        values = {"x": x}
+        assert bound(values) is None
+        want_y, want_sums = expected(x)
+        np.testing.assert_allclose(y, want_y, rtol=1e-6)
+        np.testing.assert_allclose(values["sums"], want_sums, rtol=1e-6)
+        assert "y" not in values  # bound outputs stay in their buffer
+    first = {"x": sample(4)}
+    second = {"x": sample(5)}
+    bound(first)
+    bound(second)
+    assert not np.shares_memory(first["sums"], second["sums"])
+
+
+def test_bound_call_with_every_array_fixed(affine):
+    x, y, sums = sample(6), np.zeros((ROWS, WIDTH), np.float32), np.zeros(ROWS)
+    bound = affine.bind([x], [y, sums], ["x"], ["y", "sums"])
+    bound({})
+    x[0, 1] += 1  # the bound input is read again, not a copy made at bind time
+    bound({})
+    want_y, want_sums = expected(x)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("bind", "message"),
+    [
+        (lambda f: f.bind([np.zeros((2, 2), np.float32)], [None, None], ["x"], ["y", "s"]),
+         r"affine: input 0 has shape \(2, 2\), expected \(3, 4\)"),
+        (lambda f: f.bind([None], [np.zeros((ROWS, WIDTH)), None], ["x"], ["y", "s"]),
+         "affine: output 0 is float64, expected float32"),
+        (lambda f: f.bind([None], [None], ["x"], ["y"]),
+         "bind takes one array or None and one name per input and per output"),
+    ],
+    ids=["input shape", "output dtype", "counts"],
+)
+def test_bad_bindings_are_refused(affine, bind, message):
+    with pytest.raises(ValueError, match=message):
+        bind(affine)
+
+
+def test_bound_call_without_its_value_names_it(affine, affine_library):
+    _library, counters = affine_library
+    bound = affine.bind([None], [None, None], ["x"], ["y", "sums"])
+    with pytest.raises(ValueError, match="affine: the run has no value 'x' for input 0"):
+        bound({"z": sample()})
+    with pytest.raises(ValueError, match=r"affine: input 0 has shape \(12,\)"):
+        bound({"x": sample().ravel()})
+    assert counters()["entry"] == 0
+
+
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [

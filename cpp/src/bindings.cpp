@@ -69,7 +69,22 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("has_init", &byoc::Function::has_init)
       .def_property_readonly("has_stats", &byoc::Function::has_stats)
       .def("stats", &byoc::Function::Stats,
-           "The JSON text of the module's <entry>_stats counters.");
+           "The JSON text of the module's <entry>_stats counters.")
+      .def("bind",
+           [](py::object self, const py::list& inputs, const py::list& outputs,
+              std::vector<std::string> input_names, std::vector<std::string> output_names) {
+             return new byoc::BoundFunction(std::move(self), inputs, outputs,
+                                            std::move(input_names), std::move(output_names));
+           },
+           py::arg("inputs"), py::arg("outputs"), py::arg("input_names"),
+           py::arg("output_names"),
+           "Bind to fixed arrays (None where a run supplies its own); the result is called "
+           "with a dict of the run's values, reads the unbound inputs from it by name and "
+           "stores fresh arrays for the unbound outputs in it.");
+
+  py::class_<byoc::BoundFunction>(m, "BoundFunction",
+      "A Function bound to fixed arrays; call it with the run's dict of values.")
+      .def("__call__", &byoc::BoundFunction::Call, py::arg("values"));
 
   for (const auto& [name, binder] : byoc::Binders()) {
     py::module_ sub = m.def_submodule(name);

@@ -74,6 +74,59 @@ Function::~Function() {
   if (initialized_ && release_ != nullptr) release_();
 }
 
+py::array Function::Check(py::handle item, const TensorSpec& spec, const char* what, size_t i,
+                          bool writable) const {
+  if (!py::isinstance<py::array>(item)) {
+    throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
+                                " is not a numpy array");
+  }
+  auto array = py::reinterpret_borrow<py::array>(item);
+  const auto& numpy = py::detail::npy_api::get();
+  if (!numpy.PyArray_EquivTypes_(array.dtype().ptr(), spec.dtype.ptr())) {
+    const bool byte_order_only = array.dtype().kind() == spec.dtype.kind() &&
+                                 array.dtype().itemsize() == spec.dtype.itemsize();
+    if (writable || !byte_order_only) {
+      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " is " +
+                                  std::string(py::str(array.dtype())) + ", expected " +
+                                  std::string(py::str(spec.dtype)));
+    }
+    // The same type in the other byte order: modules read native order, so convert.
+    array = array.attr("astype")(spec.dtype).cast<py::array>();
+  }
+  const size_t rank = static_cast<size_t>(array.ndim());
+  bool same = rank == spec.shape.size();
+  for (size_t d = 0; same && d < rank; ++d) same = array.shape(d) == spec.shape[d];
+  if (!same) {
+    std::vector<int64_t> got(array.shape(), array.shape() + rank);
+    throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " has shape " +
+                                ShapeText(got.data(), rank) + ", expected " +
+                                ShapeText(spec.shape.data(), spec.shape.size()));
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    if (writable) {
+      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
+                                  " must be C-contiguous");
+    }
+    // Modules see contiguous row-major data: copy the rare strided input once.
+    array = py::array::ensure(array, py::array::c_style);
+  }
+  if (writable && !array.writeable()) {
+    throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
+                                " is read-only");
+  }
+  return array;
+}
+
+byoc_tensor Function::Tensor(const py::array& array, const TensorSpec& spec) {
+  byoc_tensor tensor;
+  tensor.data = const_cast<void*>(array.data());
+  tensor.dtype = spec.onnx_dtype;
+  tensor.rank = static_cast<int32_t>(spec.shape.size());
+  tensor.shape = spec.shape.data();
+  tensor.strides = nullptr;
+  return tensor;
+}
+
 void Function::Describe(const py::list& arrays, const std::vector<TensorSpec>& specs,
                         const char* what, std::vector<byoc_tensor>* tensors,
                         std::vector<py::array>* keep, bool writable) const {
@@ -84,53 +137,8 @@ void Function::Describe(const py::list& arrays, const std::vector<TensorSpec>& s
   tensors->resize(specs.size());
   keep->reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
-    const TensorSpec& spec = specs[i];
-    py::handle item = arrays[i];
-    if (!py::isinstance<py::array>(item)) {
-      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
-                                  " is not a numpy array");
-    }
-    auto array = py::reinterpret_borrow<py::array>(item);
-    const auto& numpy = py::detail::npy_api::get();
-    if (!numpy.PyArray_EquivTypes_(array.dtype().ptr(), spec.dtype.ptr())) {
-      const bool byte_order_only = array.dtype().kind() == spec.dtype.kind() &&
-                                   array.dtype().itemsize() == spec.dtype.itemsize();
-      if (writable || !byte_order_only) {
-        throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " is " +
-                                    std::string(py::str(array.dtype())) + ", expected " +
-                                    std::string(py::str(spec.dtype)));
-      }
-      // The same type in the other byte order: modules read native order, so convert.
-      array = array.attr("astype")(spec.dtype).cast<py::array>();
-    }
-    const size_t rank = static_cast<size_t>(array.ndim());
-    bool same = rank == spec.shape.size();
-    for (size_t d = 0; same && d < rank; ++d) same = array.shape(d) == spec.shape[d];
-    if (!same) {
-      std::vector<int64_t> got(array.shape(), array.shape() + rank);
-      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " has shape " +
-                                  ShapeText(got.data(), rank) + ", expected " +
-                                  ShapeText(spec.shape.data(), spec.shape.size()));
-    }
-    if (!(array.flags() & py::array::c_style)) {
-      if (writable) {
-        throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
-                                    " must be C-contiguous");
-      }
-      // Modules see contiguous row-major data: copy the rare strided input once.
-      array = py::array::ensure(array, py::array::c_style);
-    }
-    if (writable && !array.writeable()) {
-      throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
-                                  " is read-only");
-    }
-    keep->push_back(array);
-    byoc_tensor& tensor = (*tensors)[i];
-    tensor.data = const_cast<void*>(keep->back().data());
-    tensor.dtype = spec.onnx_dtype;
-    tensor.rank = static_cast<int32_t>(spec.shape.size());
-    tensor.shape = spec.shape.data();
-    tensor.strides = nullptr;
+    keep->push_back(Check(arrays[i], specs[i], what, i, writable));
+    (*tensors)[i] = Tensor(keep->back(), specs[i]);
   }
 }
 
@@ -196,14 +204,8 @@ py::list Function::Call(const py::list& inputs) const {
   out.resize(outputs_.size());
   keep_out.reserve(outputs_.size());
   for (size_t i = 0; i < outputs_.size(); ++i) {
-    const TensorSpec& spec = outputs_[i];
-    keep_out.emplace_back(spec.dtype, spec.shape);
-    byoc_tensor& tensor = out[i];
-    tensor.data = keep_out.back().mutable_data();
-    tensor.dtype = spec.onnx_dtype;
-    tensor.rank = static_cast<int32_t>(spec.shape.size());
-    tensor.shape = spec.shape.data();
-    tensor.strides = nullptr;
+    keep_out.emplace_back(outputs_[i].dtype, outputs_[i].shape);
+    out[i] = Tensor(keep_out.back(), outputs_[i]);
   }
   Invoke(in, out);
   for (auto& array : keep_out) results.append(array);
@@ -217,6 +219,60 @@ void Function::CallInto(const py::list& inputs, const py::list& outputs) const {
   Describe(inputs, inputs_, "input", &in, &keep_in, false);
   Describe(outputs, outputs_, "output", &out, &keep_out, true);
   Invoke(in, out);
+}
+
+BoundFunction::BoundFunction(py::object function, const py::list& inputs,
+                             const py::list& outputs, std::vector<std::string> input_names,
+                             std::vector<std::string> output_names)
+    : owner_(std::move(function)), function_(owner_.cast<const Function*>()) {
+  const auto& in_specs = function_->inputs_;
+  const auto& out_specs = function_->outputs_;
+  if (inputs.size() != in_specs.size() || input_names.size() != in_specs.size() ||
+      outputs.size() != out_specs.size() || output_names.size() != out_specs.size()) {
+    throw std::invalid_argument(function_->entry_ + ": bind takes one array or None and one "
+                                "name per input and per output");
+  }
+  in_.resize(in_specs.size());
+  out_.resize(out_specs.size());
+  for (size_t i = 0; i < in_specs.size(); ++i) {
+    if (inputs[i].is_none()) {
+      late_in_.emplace_back(i, py::str(input_names[i]));
+    } else {
+      fixed_.push_back(function_->Check(inputs[i], in_specs[i], "input", i, false));
+      in_[i] = Function::Tensor(fixed_.back(), in_specs[i]);
+    }
+  }
+  for (size_t i = 0; i < out_specs.size(); ++i) {
+    if (outputs[i].is_none()) {
+      late_out_.emplace_back(i, py::str(output_names[i]));
+    } else {
+      fixed_.push_back(function_->Check(outputs[i], out_specs[i], "output", i, true));
+      out_[i] = Function::Tensor(fixed_.back(), out_specs[i]);
+    }
+  }
+}
+
+void BoundFunction::Call(const py::dict& values) {
+  function_->RequireInit();
+  std::vector<py::array> keep;
+  keep.reserve(late_in_.size() + late_out_.size());
+  for (const auto& [i, name] : late_in_) {
+    PyObject* item = PyDict_GetItemWithError(values.ptr(), name.ptr());
+    if (item == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      throw std::invalid_argument(function_->entry_ + ": the run has no value '" +
+                                  std::string(name) + "' for input " + std::to_string(i));
+    }
+    keep.push_back(function_->Check(item, function_->inputs_[i], "input", i, false));
+    in_[i] = Function::Tensor(keep.back(), function_->inputs_[i]);
+  }
+  for (const auto& [i, name] : late_out_) {
+    const TensorSpec& spec = function_->outputs_[i];
+    keep.emplace_back(spec.dtype, spec.shape);
+    out_[i] = Function::Tensor(keep.back(), spec);
+    values[name] = keep.back();
+  }
+  function_->Invoke(in_, out_);
 }
 
 }  // namespace byoc

@@ -67,6 +67,14 @@ class Function {
   ~Function();
 
  private:
+  friend class BoundFunction;
+
+  // `item` as an array the module can read (or, if `writable`, write) for `spec`:
+  // converted from the other byte order or made contiguous where that is safe, else a
+  // clear error naming the entry and the `what` number `i`.
+  py::array Check(py::handle item, const TensorSpec& spec, const char* what, size_t i,
+                  bool writable) const;
+  static byoc_tensor Tensor(const py::array& array, const TensorSpec& spec);
   void Describe(const py::list& arrays, const std::vector<TensorSpec>& specs, const char* what,
                 std::vector<byoc_tensor>* tensors, std::vector<py::array>* keep,
                 bool writable) const;
@@ -84,6 +92,25 @@ class Function {
   std::vector<TensorSpec> outputs_;
   py::list constants_;  // the init buffers must outlive the module's use of them
   bool initialized_ = false;
+};
+
+// A Function bound to fixed arrays — a runtime frame's buffers, checked once here — for
+// the inputs and outputs that are not None at bind time. A call takes the run's table
+// of values: it reads the other inputs from it and puts fresh arrays for the other
+// outputs into it, so a runtime step costs one call from Python and no list building.
+// One run at a time: a frame is never shared between threads.
+class BoundFunction {
+ public:
+  BoundFunction(py::object function, const py::list& inputs, const py::list& outputs,
+                std::vector<std::string> input_names, std::vector<std::string> output_names);
+  void Call(const py::dict& values);
+
+ private:
+  py::object owner_;  // keeps the Function (and its module) alive
+  const Function* function_;
+  std::vector<py::array> fixed_;
+  std::vector<byoc_tensor> in_, out_;
+  std::vector<std::pair<size_t, py::str>> late_in_, late_out_;
 };
 
 }  // namespace byoc
