@@ -199,6 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name}: {array.dtype}{tuple(array.shape)}{stats}")
     print(f"\ntime per target ({args.repeat} run{'s' if args.repeat > 1 else ''}):")
     print(profile.render_summary())
+    plan = compiled.memory_plan
+    bound = sum(step.bind is not None for step in compiled.steps)
+    print(f"\n{bound} of {len(compiled.steps)} steps bound to planned buffers: "
+          f"{len(plan.placement)} values in {len(plan.sizes)} buffers, "
+          f"{plan.total_bytes / 1e6:.3g} MB per concurrent run")
     if args.profile:
         _write(Path(args.profile), "profile", profile.save)
         print(f"\nwrote {args.profile} (open in chrome://tracing or ui.perfetto.dev)")

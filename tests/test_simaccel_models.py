@@ -106,6 +106,7 @@ def test_cli_build_and_run_with_check(tmp_path, capsys):
     assert main(["run", str(package), "--random-inputs", "--check"]) == 0
     out = capsys.readouterr().out
     assert "simaccel" in out and "ok" in out and "MISMATCH" not in out
+    assert "steps bound to planned buffers" in out and "MB per concurrent run" in out
 
 
 def test_run_summary_reports_the_simulators_statistics():
