@@ -158,6 +158,12 @@ class Toolchain:
         return results
 
 
+def cuda_emulation_requested() -> bool:
+    """Whether the ``BYOC_CUDA_EMULATE`` environment variable asks for CUDA sources to be
+    built for the host emulation (``byoc/cuda_emulation.h``) rather than with nvcc."""
+    return os.environ.get("BYOC_CUDA_EMULATE", "").strip().lower() in ("1", "true", "yes")
+
+
 def _env_of(artifact: CSource) -> str:
     if artifact.language == "cuda":
         return "NVCC"

@@ -301,6 +301,41 @@ extern "C" int runtime_roundtrip(const float *in, float *out, unsigned char *fil
   return 0;
 }
 
+/* ---- cooperative launch: a grid-wide barrier between two phases ---- */
+
+__global__ void rotate_kernel(float *a, float *out, int n) {
+  cooperative_groups::grid_group grid = cooperative_groups::this_grid();
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) a[i] = 2.0f * i;
+  grid.sync();  // every element is written before any is read, whichever thread wrote it
+  for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = a[(i + 1) % n] + 1.0f;
+}
+
+/* out[i] = 2 * ((i + 1) % n) + 1 through a persistent grid as large as the device holds;
+   blocks[0] gets that grid's size, and status[0] what one block more gets. */
+extern "C" int rotate(float *out, int n, int *blocks, int *status) {
+  int device = 0, per_sm = 0;
+  cudaDeviceProp prop;
+  CHECK(cudaGetDevice(&device));
+  CHECK(cudaGetDeviceProperties(&prop, device));
+  CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rotate_kernel, 128, 0));
+  float *da, *dout;
+  CHECK(cudaMalloc(&da, n * sizeof(float)));
+  CHECK(cudaMalloc(&dout, n * sizeof(float)));
+  blocks[0] = prop.multiProcessorCount * per_sm;
+  void *args[] = {&da, &dout, &n};
+  CHECK(cudaLaunchCooperativeKernel(rotate_kernel, dim3(blocks[0]), dim3(128), args, 0, 0));
+  CHECK(cudaDeviceSynchronize());
+  CHECK(cudaMemcpy(out, dout, n * sizeof(float), cudaMemcpyDeviceToHost));
+  status[0] = cudaLaunchCooperativeKernel(rotate_kernel, dim3(blocks[0] + 1), dim3(128), args,
+                                          0, 0);
+  status[1] = cudaGetLastError();
+  CHECK(cudaFree(da));
+  CHECK(cudaFree(dout));
+  return 0;
+}
+
 /* The status of calls that fail, and what cudaGetLastError/PeekAtLastError say after. */
 extern "C" int error_codes(int *codes) {
   codes[0] = cudaGetLastError();
@@ -547,6 +582,19 @@ def test_runtime_api_round_trip(lib):
     np.testing.assert_allclose(out[half:], data[half:] + 0.5, rtol=1e-6, atol=1e-6)
     assert (filled == 0x7F).all()
     assert elapsed.value >= 0.0
+
+
+def test_cooperative_launch_syncs_the_grid(lib):
+    n = 3000  # more elements than threads: each thread writes and reads several
+    out = np.full(n, np.nan, dtype=np.float32)
+    blocks = np.zeros(1, dtype=np.int32)
+    status = np.full(2, -1, dtype=np.int32)
+    code = lib.rotate(_ptr(out), n, _ptr(blocks, ctypes.c_int), _ptr(status, ctypes.c_int))
+    assert code == 0, lib.error_string(code)
+    np.testing.assert_array_equal(out, 2.0 * ((np.arange(n) + 1) % n) + 1.0)
+    if lib.build != "nvcc":
+        assert blocks[0] == 1  # the emulated device holds one block at a time
+    assert status.tolist() == [720, 720]  # cudaErrorCooperativeLaunchTooLarge
 
 
 def test_errors_are_reported_and_described(lib):

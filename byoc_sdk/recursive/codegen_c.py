@@ -401,6 +401,7 @@ class DriverWriter:
         spec = self.spec
         return "\n".join([
             "BYOC_DEFINE_ABI_VERSION",
+            self.lifecycle(),
             f"BYOC_EXPORT int32_t {spec.entry}(const byoc_tensor* in, int32_t n_in, "
             "const byoc_tensor* out, int32_t n_out, char* error, size_t error_size) {",
             *self.unpack(),
@@ -414,6 +415,27 @@ class DriverWriter:
             "  return BYOC_OK;",
             "}",
         ])
+
+    def constants_check(self) -> list[str]:
+        """The start of ``<entry>_init``: the constants must be the ones the spec lists."""
+        count = len(self.spec.constants)
+        return [
+            f"BYOC_EXPORT int32_t {self.spec.entry}_init(const byoc_tensor* constants, "
+            "int32_t n_constants, char* error, size_t error_size) {",
+            f"  if (n_constants != {count}) return byoc_fail(error, error_size, "
+            f"BYOC_INVALID_ARGUMENT, \"{self.spec.entry}: expected {count} constants\");"]
+
+    def lifecycle(self) -> str:
+        """``<entry>_init``: the weights and tables are handed over once, not per call (the
+        caller keeps them alive), so a call passes only the batch."""
+        count = max(len(self.spec.constants), 1)
+        return "\n".join([
+            f"static const float* byoc_W[{count}];",
+            *self.constants_check(),
+            f"  for (int i = 0; i < {len(self.spec.constants)}; ++i) "
+            "byoc_W[i] = (const float*)constants[i].data;",
+            "  return BYOC_OK;",
+            "}"])
 
     def compute(self) -> list[str]:
         """Leaves, hoisted stages and the level loop, filling ``states``."""
@@ -445,9 +467,7 @@ class DriverWriter:
             lines.append(f"  const float* feature_{_ident(f.name)} = "
                          f"(const float*)in[{index}].data;")
             index += 1
-        lines.append(f"  const float* W[{max(len(spec.constants), 1)}];")
-        lines.append(f"  for (int i = 0; i < {len(spec.constants)}; ++i) "
-                     f"W[i] = (const float*)in[{index} + i].data;")
+        lines.append("  const float* const* W = byoc_W;")
         lines.append("  float* roots_out = (float*)out[0].data;")
         lines.append("  float* nodes_out = (float*)out[1].data;")
         lines.append("  int32_t* iw = (int32_t*)out[2].data;")

@@ -7,8 +7,13 @@ of a kernel launch per op or per level (Cortex's persistent kernel). Inside, eac
 its outputs over all threads of the grid; GEMM outputs are dot products reading the weights
 from the L2-resident global memory.
 
-Constants are uploaded on every call: the entry keeps no state between calls, as the module
-ABI asks (see the SDK note in ``docs/recursive.md``).
+The constants (weights and vocabulary tables) are uploaded once, by ``<entry>_init``, which
+also sizes the cooperative grid; ``<entry>_release`` frees them when the last function bound
+to the module goes (reference counted: the runner binds one function per node capacity).
+
+With ``emulate`` the same source is compiled by the host C++ compiler against
+``byoc/cuda_emulation.h``, where a cooperative grid is one block of the same threads, so the
+kernel's indexing and barriers are checked against the numpy reference without a GPU.
 """
 
 from __future__ import annotations
@@ -218,17 +223,63 @@ class CudaDriverWriter(DriverWriter):
                       "    }"]
         return buffer
 
+    def lifecycle(self) -> str:
+        """``<entry>_init`` uploads the constants and sizes the grid (once for every function
+        bound to the module); ``<entry>_release`` frees them after the last one."""
+        spec = self.spec
+        count = max(len(spec.constants), 1)
+        uploads = []
+        for i, const in enumerate(spec.constants):
+            size = f"sizeof(float) * (size_t){const.size}"
+            uploads += [f"    BYOC_CUDA_CHECK(cudaMalloc((void**)&byoc_dW[{i}], {size}));",
+                        f"    BYOC_CUDA_CHECK(cudaMemcpy(byoc_dW[{i}], constants[{i}].data, "
+                        f"{size}, cudaMemcpyHostToDevice));"]
+        return "\n".join([
+            f"static const float* byoc_W[{count}];  /* host copies: the kernel reads byoc_dW */",
+            f"static float* byoc_dW[{count}];",
+            "static int byoc_refs = 0, byoc_grid = 0;",
+            "static pthread_mutex_t byoc_lock = PTHREAD_MUTEX_INITIALIZER;",
+            "static void byoc_free_constants(void) {",
+            f"  for (int i = 0; i < {count}; ++i) {{ if (byoc_dW[i]) cudaFree(byoc_dW[i]); "
+            "byoc_dW[i] = 0; }",
+            "}",
+            *self.constants_check(),
+            "  int32_t status = BYOC_OK;",
+            "  pthread_mutex_lock(&byoc_lock);",
+            "  if (byoc_refs == 0) {",
+            "    int dev = 0, per_sm = 0; cudaDeviceProp prop;",
+            "    BYOC_CUDA_CHECK(cudaGetDevice(&dev));",
+            "    BYOC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));",
+            "    BYOC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, "
+            f"byoc_persistent, {THREADS}, 0));",
+            "    byoc_grid = prop.multiProcessorCount * (per_sm < 1 ? 1 : per_sm);",
+            *uploads,
+            "  }",
+            "cleanup:",
+            "  if (status == BYOC_OK) ++byoc_refs;",
+            "  else if (byoc_refs == 0) byoc_free_constants();",
+            "  pthread_mutex_unlock(&byoc_lock);",
+            "  (void)byoc_W;",
+            "  return status;",
+            "}",
+            f"BYOC_EXPORT void {spec.entry}_release(void) {{",
+            "  pthread_mutex_lock(&byoc_lock);",
+            "  if (byoc_refs > 0 && --byoc_refs == 0) byoc_free_constants();",
+            "  pthread_mutex_unlock(&byoc_lock);",
+            "}"])
+
     def compute(self) -> list[str]:
-        """Upload, launch the persistent kernel, download the states."""
+        """Upload the batch, launch the persistent kernel, download the states."""
         spec = self.spec
         n_words = 1 if spec.has_words else 0
         lines = [
             "  ByocCtx ctx; memset(&ctx, 0, sizeof ctx);",
-            f"  void* device[{4 + n_words + len(spec.dense) + len(spec.constants)}] = {{0}};",
+            f"  void* device[{4 + n_words + len(spec.dense)}] = {{0}};",
             "  int n_device = 0;",
             "  float* d_fw = 0;",
             "  {",
             "  ctx.n = n; ctx.n_levels = n_levels;",
+            f"  for (int i = 0; i < {len(spec.constants)}; ++i) ctx.W[i] = byoc_dW[i];",
             "  BYOC_CUDA_CHECK(cudaMalloc((void**)&d_fw, sizeof(float) * "
             f"(size_t){spec.float_work(0)} + sizeof(float) * (size_t)cap * "
             f"{spec.float_work(1) - spec.float_work(0)}));",
@@ -247,18 +298,10 @@ class CudaDriverWriter(DriverWriter):
             width = spec.input_specs(1)[3 + n_words + i][1][1]
             lines += self.upload(f"ctx.feature_{_ident(f.name)}", f"feature_{_ident(f.name)}",
                                  "float", f"(size_t)n * {width}")
-        for i, const in enumerate(spec.constants):
-            lines += self.upload(f"ctx.W[{i}]", f"W[{i}]", "float", str(const.size))
         lines += [
-            "  int dev = 0, per_sm = 0; cudaDeviceProp prop;",
-            "  BYOC_CUDA_CHECK(cudaGetDevice(&dev));",
-            "  BYOC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));",
-            "  BYOC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, "
-            f"byoc_persistent, {THREADS}, 0));",
-            "  if (per_sm < 1) per_sm = 1;",
             "  void* args[] = {&ctx};",
-            "  BYOC_CUDA_CHECK(cudaLaunchCooperativeKernel((void*)byoc_persistent, "
-            f"dim3(prop.multiProcessorCount * per_sm), dim3({THREADS}), args, 0, 0));",
+            "  BYOC_CUDA_CHECK(cudaLaunchCooperativeKernel(byoc_persistent, dim3(byoc_grid), "
+            f"dim3({THREADS}), args, 0, 0));",
             "  BYOC_CUDA_CHECK(cudaDeviceSynchronize());",
             "  BYOC_CUDA_CHECK(cudaMemcpy(states, ctx.states, sizeof(float) * (size_t)n * "
             f"{spec.state_width}, cudaMemcpyDeviceToHost));",
@@ -283,16 +326,20 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def generate_cuda(spec: KernelSpec) -> CSource:
-    """The CUDA module of ``spec``: host entry per the byoc ABI plus the persistent kernel."""
+def generate_cuda(spec: KernelSpec, *, emulate: bool = False) -> CSource:
+    """The CUDA module of ``spec``: host entry per the byoc ABI plus the persistent kernel;
+    with ``emulate``, built by the host C++ compiler for the CUDA emulation instead."""
     driver = CudaDriverWriter(spec)
     plans = [CudaPlanWriter(plan, spec).function() for plan in spec.plans()]
     text = "\n".join([
         f"/* Generated by byoc_sdk.recursive for model {spec.model.name} (CUDA). */",
-        "#include <stdint.h>", "#include <stdio.h>", "#include <string.h>",
-        "#include <cuda_runtime.h>", "#include <cooperative_groups.h>",
-        "#include \"byoc/abi.h\"", "namespace cg = cooperative_groups;",
+        "#include <pthread.h>", "#include <stdint.h>", "#include <stdio.h>",
+        "#include <string.h>", "#include \"byoc/abi.h\"", "#include \"byoc/cuda.h\"",
+        "namespace cg = cooperative_groups;",
         DEVICE_MATH, LINEARIZE_C, *plans, driver.kernel(),
         "extern \"C\" {", driver.source(), "}", ""])
+    if emulate:
+        return CSource({f"{spec.entry}.cc": text}, spec.entry,
+                       flags=["-DBYOC_CUDA_EMULATION", "-pthread"])
     return CSource({f"{spec.entry}.cu": text}, spec.entry, language="cuda",
                    flags=["-rdc=false"])

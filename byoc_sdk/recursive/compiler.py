@@ -110,9 +110,12 @@ class CompiledRecursiveModel:
 
             ins, outs = self.spec.input_specs(cap), self.spec.output_specs(cap)
             function = _native.Function(self._library, self.spec.entry, ins, outs)
-            first = 3 + self.spec.has_words + len(self.spec.dense)
-            inputs = [np.zeros(shape, dtype) for dtype, shape in ins[:first]]
-            inputs += list(self.spec.constants)
+            try:  # the module keeps the constants (the cuda one uploads them here, once)
+                function.init(list(self.spec.constants))
+            except RuntimeError as exc:
+                raise RecursiveRunError(f"model {self.model.name} ({self.target}): the module "
+                                        f"could not take its constants: {exc}") from exc
+            inputs = [np.zeros(shape, dtype) for dtype, shape in ins]
             outputs = [np.zeros(shape, dtype) for dtype, shape in outs]
             bound = self._bound[cap] = _Bound(function, inputs, outputs)
         return bound
@@ -225,13 +228,21 @@ def compile_model(
     chunk_rows: int | None = None,
     options: StageOptions | None = None,
     toolchain=None,
+    emulate: bool | None = None,
 ) -> CompiledRecursiveModel:
     """Compile ``model`` into one fused kernel for ``target`` ("cpu" or "cuda").
 
     ``chunk_rows`` caps the nodes a stage processes at once (default: sized for the cache);
-    ``options`` switch techniques off, to measure them.
+    ``options`` switch techniques off, to measure them. ``emulate`` builds the cuda kernel
+    for the host CUDA emulation (default: the ``BYOC_CUDA_EMULATE`` environment variable),
+    which runs it, slowly, on a machine without a GPU.
     """
-    from byoc_sdk.toolchain import CompileJob, Toolchain, ToolchainError
+    from byoc_sdk.toolchain import (
+        CompileJob,
+        Toolchain,
+        ToolchainError,
+        cuda_emulation_requested,
+    )
 
     if target not in TARGETS:
         raise RecursiveCompileError(f"model {model.name}: unknown target {target!r} "
@@ -246,7 +257,9 @@ def compile_model(
     else:
         from byoc_sdk.recursive.codegen_cuda import generate_cuda
 
-        artifact = generate_cuda(spec)
+        if emulate is None:
+            emulate = cuda_emulation_requested()
+        artifact = generate_cuda(spec, emulate=emulate)
     toolchain = toolchain or Toolchain()
     try:
         library = toolchain.compile(CompileJob(f"recursive:{model.name}", target, artifact))

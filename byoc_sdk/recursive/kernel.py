@@ -6,8 +6,9 @@ statement of the entry's inputs and outputs and of the work buffers' layout.
 Entry inputs, in order: ``sizes`` (int64 ``[3]``: nodes, structures, whether to write every
 node's state), ``children`` (int32 ``[cap, arity]``, each structure's own numbering, ``-1``
 padded), ``tree_sizes`` (int32 ``[cap]``), then ``words`` (int32 ``[cap]``) when the model has
-a vocabulary, one float32 ``[cap, width]`` array per dense feature, and the constants
-(:attr:`KernelSpec.constants`: tables, then weights). Outputs: ``roots`` and ``nodes``
+a vocabulary, and one float32 ``[cap, width]`` array per dense feature. The constants
+(:attr:`KernelSpec.constants`: tables, then weights) go to ``<entry>_init`` once, not to
+every call (the cuda module uploads them there). Outputs: ``roots`` and ``nodes``
 (float32 ``[cap, state]``), then the int32 and float32 work buffers. ``cap`` is the node
 capacity of the call: the runner keeps one bound function per power-of-two capacity.
 """
@@ -95,7 +96,6 @@ class KernelSpec:
         if self.has_words:
             specs.append((np.dtype(np.int32), (cap,)))
         specs += [(np.dtype(np.float32), (cap, int(np.prod(f.shape)))) for f in self.dense]
-        specs += [(c.dtype, c.shape) for c in self.constants]
         return specs
 
     def output_specs(self, cap: int) -> list[tuple[np.dtype, tuple[int, ...]]]:

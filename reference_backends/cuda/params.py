@@ -21,12 +21,12 @@ build over without touching the model's options.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from byoc_sdk.toolchain import cuda_emulation_requested
 from reference_backends.cpu.params import ParamError, Schedule, override_tables
 
 REGION_KEYS = frozenset({"device", "arch", "emulate", "ops", "kernels"})
@@ -106,11 +106,6 @@ class CudaParams:
     kernels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def emulate_by_default() -> bool:
-    """Whether ``BYOC_CUDA_EMULATE`` asks for emulated builds."""
-    return os.environ.get("BYOC_CUDA_EMULATE", "").strip().lower() in ("1", "true", "yes")
-
-
 def cuda_params(options: Mapping[str, Any]) -> CudaParams:
     """The region-wide parameters from a region's options, validated."""
     unknown = set(options) - REGION_KEYS
@@ -124,7 +119,7 @@ def cuda_params(options: Mapping[str, Any]) -> CudaParams:
     if arch is not None and (not isinstance(arch, str) or not ARCH_PATTERN.match(arch)):
         raise ParamError(f"arch must be a GPU architecture such as 'sm_90', or 'native', "
                          f"not {arch!r}")
-    emulate = options.get("emulate", emulate_by_default())
+    emulate = options.get("emulate", cuda_emulation_requested())
     if not isinstance(emulate, bool):
         raise ParamError(f"emulate must be true or false, not {emulate!r}")
     ops, kernels = override_tables(options)

@@ -24,6 +24,9 @@
 #if defined(__CUDACC__)
 
 #include <cuda_runtime.h>
+/* Persistent kernels sync their grid through cooperative groups; the emulation provides
+ * the single-block form of it. */
+#include <cooperative_groups.h>
 
 /* The emulation provides these too; including them here keeps FLT_MAX, INFINITY and
  * friends available to generated code on both sides. */

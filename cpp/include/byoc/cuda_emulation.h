@@ -42,7 +42,10 @@
  *
  * Limits (the generator avoids all of these):
  *  - no warp-level operations (__shfl*, __ballot*, __syncwarp, warp votes), no atomics,
- *    no cooperative groups, no dynamic shared memory (extern __shared__), no texture or
+ *    cooperative groups only as a single-block grid (cooperative_groups::this_grid()
+ *    and grid_group::sync(), launched by cudaLaunchCooperativeKernel with the grid that
+ *    cudaOccupancyMaxActiveBlocksPerMultiprocessor times multiProcessorCount allows:
+ *    one block), no dynamic shared memory (extern __shared__), no texture or
  *    surface memory, no dynamic parallelism (launching from a kernel fails with
  *    cudaErrorNotSupported), no <<<...>>> syntax (use BYOC_LAUNCH);
  *  - fiber stacks are BYOC_EMU_STACK_SIZE bytes (64 KiB unless defined otherwise), next
@@ -169,6 +172,7 @@ enum cudaError {
   cudaErrorNotReady = 600,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
+  cudaErrorCooperativeLaunchTooLarge = 720,
   cudaErrorNotSupported = 801,
   cudaErrorUnknown = 999
 };
@@ -589,6 +593,72 @@ inline T __ldg(const T *address) {
   return *address;
 }
 
+/* ---- Cooperative launches ---------------------------------------------------------------
+ * The emulated device has one multiprocessor that holds one block at a time (see
+ * cudaGetDeviceProperties and cudaOccupancyMaxActiveBlocksPerMultiprocessor), so a
+ * cooperative grid -- every block resident at once -- is a single block, and a grid-wide
+ * barrier is that block's barrier. A larger cooperative launch fails as it does on a GPU
+ * too small for it, with cudaErrorCooperativeLaunchTooLarge. */
+
+namespace cooperative_groups {
+class grid_group {
+ public:
+  void sync() const { __syncthreads(); }
+  unsigned long long size() const {
+    return 1ull * gridDim.x * gridDim.y * gridDim.z * blockDim.x * blockDim.y * blockDim.z;
+  }
+  unsigned long long thread_rank() const {
+    const unsigned long long block =
+        blockIdx.x + 1ull * gridDim.x * (blockIdx.y + 1ull * gridDim.y * blockIdx.z);
+    const unsigned long long thread =
+        threadIdx.x + 1ull * blockDim.x * (threadIdx.y + 1ull * blockDim.y * threadIdx.z);
+    return block * blockDim.x * blockDim.y * blockDim.z + thread;
+  }
+};
+inline grid_group this_grid() { return grid_group(); }
+} // namespace cooperative_groups
+
+template <class... Params>
+inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks,
+                                                                 void (*/*kernel*/)(Params...),
+                                                                 int block_size,
+                                                                 size_t dynamic_shared) {
+  if (blocks == nullptr) return byoc_emu::fail(cudaErrorInvalidValue);
+  const bool fits = block_size > 0 &&
+                    static_cast<unsigned>(block_size) <= byoc_emu::kMaxThreadsPerBlock &&
+                    dynamic_shared == 0;
+  *blocks = fits ? 1 : 0;
+  return cudaSuccess;
+}
+
+namespace byoc_emu {
+template <class... Params, std::size_t... I>
+inline cudaError_t launch_packed(void (*kernel)(Params...), dim3 grid, dim3 block, void **args,
+                                 std::index_sequence<I...>) {
+  const cudaError_t before = last_error;
+  last_error = cudaSuccess;
+  launcher(grid, block, nullptr, kernel)(*static_cast<std::decay_t<Params> *>(args[I])...);
+  const cudaError_t result = last_error;
+  if (result == cudaSuccess) last_error = before;
+  return result;
+}
+} // namespace byoc_emu
+
+/* The kernel is passed as itself, not cast to void*: the arguments are unpacked by its
+ * parameter types (nvcc's cuda_runtime.h has the same typed overload). */
+template <class... Params>
+inline cudaError_t cudaLaunchCooperativeKernel(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                               void **args, size_t shared = 0,
+                                               cudaStream_t /*stream*/ = nullptr) {
+  if (shared != 0 || (sizeof...(Params) > 0 && args == nullptr)) {
+    return byoc_emu::fail(cudaErrorInvalidValue);
+  }
+  if (1ull * grid.x * grid.y * grid.z > 1) {
+    return byoc_emu::fail(cudaErrorCooperativeLaunchTooLarge);
+  }
+  return byoc_emu::launch_packed(kernel, grid, block, args, std::index_sequence_for<Params...>{});
+}
+
 /* ---- Runtime API: devices and errors --------------------------------------------------- */
 
 inline cudaError_t cudaGetDeviceCount(int *count) {
@@ -673,6 +743,8 @@ inline const char *cudaGetErrorString(cudaError_t error) {
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorCooperativeLaunchTooLarge:
+      return "too many blocks in cooperative launch";
     case cudaErrorNotSupported: return "operation not supported";
     case cudaErrorUnknown: return "unknown error";
   }
