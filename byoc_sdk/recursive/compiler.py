@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,11 +40,17 @@ class RecursiveRunError(ByocError):
 
 @dataclass
 class _Bound:
-    """One capacity's bound function and its reused buffers."""
+    """One capacity's function, its reused buffers, and the function bound to them (the
+    native core checks the buffers once, at bind time, not at every call)."""
 
     function: object
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
+    call: Callable[[dict], None]
+
+
+#: The table of per-call values a bound call is given: every buffer is bound, so none.
+_NO_VALUES: dict = {}
 
 
 class CompiledRecursiveModel:
@@ -94,7 +100,7 @@ class CompiledRecursiveModel:
             bound = self._bind(_capacity(n))
             self._fill(bound, structures, n, words, features, all_nodes)
             try:
-                bound.function.call_into(bound.inputs, bound.outputs)
+                bound.call(_NO_VALUES)
             except RuntimeError as exc:  # the kernel refused the batch or failed, and said why
                 names = ", ".join(s.name for s in structures[:3])
                 error = (RecursiveInputError if getattr(exc, "status", None) == INVALID_ARGUMENT
@@ -117,7 +123,9 @@ class CompiledRecursiveModel:
                                         f"could not take its constants: {exc}") from exc
             inputs = [np.zeros(shape, dtype) for dtype, shape in ins]
             outputs = [np.zeros(shape, dtype) for dtype, shape in outs]
-            bound = self._bound[cap] = _Bound(function, inputs, outputs)
+            call = function.bind(inputs, outputs, [f"in{i}" for i in range(len(inputs))],
+                                 [f"out{i}" for i in range(len(outputs))])
+            bound = self._bound[cap] = _Bound(function, inputs, outputs, call)
         return bound
 
     def _fill(self, bound: _Bound, structures: Sequence[Structure], n: int,
@@ -126,8 +134,13 @@ class CompiledRecursiveModel:
         spec, model = self.spec, self.model
         sizes, children, tree_sizes = bound.inputs[:3]
         sizes[0], sizes[1], sizes[2] = n, len(structures), int(all_nodes)
-        np.concatenate([_padded(s, spec.arity) for s in structures], out=children[:n])
-        tree_sizes[: len(structures)] = [s.num_nodes for s in structures]
+        # One structure (batch 1, where these microseconds show) skips the lists.
+        if len(structures) == 1:
+            children[:n] = _padded(structures[0], spec.arity)
+            tree_sizes[0] = n
+        else:
+            np.concatenate([_padded(s, spec.arity) for s in structures], out=children[:n])
+            tree_sizes[: len(structures)] = [s.num_nodes for s in structures]
         index = 3
         if spec.has_words:
             if words is None or len(words) != len(structures):
@@ -138,7 +151,10 @@ class CompiledRecursiveModel:
                     raise RecursiveInputError(f"{s.name}: {len(ids)} word ids for "
                                               f"{s.num_nodes} nodes")
             try:  # ids are checked against the vocabulary inside the kernel
-                np.concatenate(words, out=bound.inputs[3][:n], casting="same_kind")
+                if len(words) == 1:
+                    np.copyto(bound.inputs[3][:n], words[0], casting="same_kind")
+                else:
+                    np.concatenate(words, out=bound.inputs[3][:n], casting="same_kind")
             except TypeError as exc:
                 raise RecursiveInputError(f"model {model.name}: word ids must be integers: "
                                           f"{exc}") from exc
@@ -166,7 +182,8 @@ class CompiledRecursiveModel:
         roots_flat = bound.outputs[0][:total]
         roots = {name: roots_flat[:, lo:hi].reshape(total, *shape).copy()
                  for name, lo, hi, shape in self._slices}
-        owner = np.repeat(np.arange(len(structures)), root_counts)
+        owner = (np.arange(len(structures)) if total == len(structures)  # a root each
+                 else np.repeat(np.arange(len(structures)), root_counts))
         nodes = None
         if all_nodes:
             flat = bound.outputs[1]
