@@ -15,7 +15,7 @@ once. The weights differ per instance and are call inputs, never part of the bod
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 import onnx_ir as ir
@@ -37,6 +37,14 @@ def opset_of(model: ir.Model, node: ir.Node) -> int | None:
     return version
 
 
+#: ``model.meta`` key of the composite functions made so far, by (target, pattern,
+#: signature), so that composites fused later (MergeRegions re-fuses the members of a
+#: dropped composite) share them too.
+FUNCTIONS_KEY = "byoc.composite_functions"
+#: ``model.meta`` key of the number of calls made so far per pattern (call names).
+INSTANCES_KEY = "byoc.composite_instances"
+
+
 class MergeCompositePass(ir.passes.InPlacePass):
     """Replace pattern matches in the main graph by calls to composite functions.
 
@@ -54,62 +62,100 @@ class MergeCompositePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         if not any(target.patterns for target in self.targets):
             return ir.passes.PassResult(model, modified=False)
-        graph = model.graph
-        nodes, position = sorted_nodes(graph)
-        claimed: set[ir.Node] = set()
-        matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
-        found: list[tuple[Target, CompositePattern, Match, Hashable]] = []
-        # Targets in priority order: a higher-priority target's patterns take nodes first,
-        # anywhere in the graph, before a lower one's are tried.
-        for target in self.targets:
-            by_root: dict[str, list[CompositePattern]] = {}
-            for composite in target.patterns:
-                for op_type in composite.pattern.op_types:
-                    by_root.setdefault(op_type, []).append(composite)
-            verdicts: dict[Hashable, bool] = {}
-            for node in reversed(nodes):
-                if node in claimed:
+        return ir.passes.PassResult(model, modified=bool(fuse(model, self.targets)))
+
+
+def fuse(
+    model: ir.Model,
+    targets: Sequence[Target],
+    among: Collection[ir.Node] | None = None,
+    originals: Mapping[ir.Node, ir.Node] | None = None,
+) -> list[ir.Node]:
+    """Replace the matches of ``targets``' patterns in the main graph by composite calls,
+    and return the calls in graph order.
+
+    ``among`` restricts the matches to those nodes. ``originals`` names, for nodes that
+    are copies, the node each copies: a composite records the originals as its members,
+    since the report reads those.
+    """
+    graph = model.graph
+    nodes, position = sorted_nodes(graph)
+    claimed: set[ir.Node] = set() if among is None else set(nodes).difference(among)
+    matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
+    found: list[tuple[Target, CompositePattern, Match, Hashable]] = []
+    # Targets in priority order: a higher-priority target's patterns take nodes first,
+    # anywhere in the graph, before a lower one's are tried.
+    for target in targets:
+        by_root: dict[str, list[CompositePattern]] = {}
+        for composite in target.patterns:
+            for op_type in composite.pattern.op_types:
+                by_root.setdefault(op_type, []).append(composite)
+        if not by_root:
+            continue
+        verdicts: dict[Hashable, bool] = {}
+        for node in reversed(nodes):
+            if node in claimed:
+                continue
+            for composite in by_root.get(node.op_type, ()):
+                match = matcher.match(composite.pattern, node)
+                if match is None:
                     continue
-                for composite in by_root.get(node.op_type, ()):
-                    match = matcher.match(composite.pattern, node)
-                    if match is None:
-                        continue
-                    signature = _signature(match.nodes, match.inputs, match.outputs)
-                    if _accepted(composite, match, signature, verdicts):
-                        claimed.update(match.nodes)
-                        found.append((target, composite, match, signature))
-                        break
-        found.sort(key=lambda item: position[item[2].root])  # outline in graph order
-        shared: dict[Hashable, ir.Function] = {}
-        instances: dict[str, int] = {}
-        # Outlining a match gives its outputs new values (the call's); later matches read
-        # those instead. Their boundary is otherwise what the matcher found: in the same
-        # first-use order, since their own nodes have not changed. Nor has their
-        # signature: the new values have the old ones' types, and the wiring is the same.
-        renamed: dict[ir.Value, ir.Value] = {}
-        for target, composite, match, signature in found:
-            inputs = [renamed.get(value, value) for value in match.inputs]
-            outputs = match.outputs
-            key = (target.name, composite.name, signature)
-            function = shared.get(key)
-            if function is None:
-                name = f"{composite.name}_{sum(k[1] == composite.name for k in shared)}"
-                call = outline(model, match.nodes, domain=target.composite_domain, name=name)
-                shared[key] = model.functions[(call.domain, call.op_type, "")]
-            else:
-                call = call_instead(model, match.nodes, function, inputs, outputs)
-            renamed.update(zip(outputs, call.outputs, strict=True))
-            number = instances.get(composite.name, 0)
-            instances[composite.name] = number + 1
-            call.name = f"{composite.name}_{number}"
-            call.meta[COMPOSITE_KEY] = CompositeInfo(
-                target.name, composite.name, tuple(match.nodes)
-            )
-            call.metadata_props[PATTERN_KEY] = composite.name
-            call.metadata_props[MEMBERS_KEY] = ",".join(n.name or "" for n in match.nodes)
-        if any(len(m.outputs) > len(m.root.outputs) for _, _, m, _ in found):
-            ensure_sorted(graph)  # an exported inner value may have readers before the root
-        return ir.passes.PassResult(model, modified=bool(found))
+                signature = _signature(match.nodes, match.inputs, match.outputs)
+                if _accepted(composite, match, signature, verdicts):
+                    claimed.update(match.nodes)
+                    found.append((target, composite, match, signature))
+                    break
+    found.sort(key=lambda item: position[item[2].root])  # outline in graph order
+    shared: dict[Hashable, ir.Function] = model.meta.setdefault(FUNCTIONS_KEY, {})
+    instances: dict[str, int] = model.meta.setdefault(INSTANCES_KEY, {})
+    originals = originals or {}
+    calls: list[ir.Node] = []
+    # Outlining a match gives its outputs new values (the call's); later matches read
+    # those instead. Their boundary is otherwise what the matcher found: in the same
+    # first-use order, since their own nodes have not changed. Nor has their
+    # signature: the new values have the old ones' types, and the wiring is the same.
+    renamed: dict[ir.Value, ir.Value] = {}
+    for target, composite, match, signature in found:
+        inputs = [renamed.get(value, value) for value in match.inputs]
+        outputs = match.outputs
+        key = (target.name, composite.name, signature)
+        function = shared.get(key)
+        if function is None:
+            call = outline(model, match.nodes, domain=target.composite_domain,
+                           name=_free_name(model, target.composite_domain, composite.name))
+            shared[key] = model.functions[(call.domain, call.op_type, "")]
+        else:
+            call = call_instead(model, match.nodes, function, inputs, outputs)
+        renamed.update(zip(outputs, call.outputs, strict=True))
+        number = instances.get(composite.name, 0)
+        instances[composite.name] = number + 1
+        call.name = f"{composite.name}_{number}"
+        members = tuple(originals.get(n, n) for n in match.nodes)
+        call.meta[COMPOSITE_KEY] = CompositeInfo(target.name, composite.name, members)
+        call.metadata_props[PATTERN_KEY] = composite.name
+        call.metadata_props[MEMBERS_KEY] = ",".join(n.name or "" for n in members)
+        calls.append(call)
+    if any(len(m.outputs) > len(m.root.outputs) for _, _, m, _ in found):
+        ensure_sorted(graph)  # an exported inner value may have readers before the root
+    return calls
+
+
+def forget_functions(model: ir.Model, identifiers: Collection[ir.OperatorIdentifier]) -> None:
+    """Remove composite functions no call uses any more, from the model and from the
+    table later fusions share functions through."""
+    for identifier in identifiers:
+        model.functions.pop(identifier)
+    shared: dict[Hashable, ir.Function] = model.meta.get(FUNCTIONS_KEY, {})
+    for key in [k for k, f in shared.items() if f.identifier() in identifiers]:
+        del shared[key]
+
+
+def _free_name(model: ir.Model, domain: str, pattern: str) -> str:
+    """``<pattern>_<k>`` with the smallest ``k`` no function of ``domain`` has."""
+    k = 0
+    while (domain, f"{pattern}_{k}", "") in model.functions:
+        k += 1
+    return f"{pattern}_{k}"
 
 
 def _accepted(

@@ -16,8 +16,9 @@ the order regions closed: the result has no cycle by construction, in O(nodes + 
 
 Regions then face the targets' :class:`~partition.policy.RegionPolicy`; the nodes of a
 rejected region go to the next target that accepted them, or to the host (with the rule
-that sent them). A rejected composite is put back as its original nodes, which are
-annotated anew as plain ops. Grouping runs again until every region passes.
+that sent them). A rejected composite is put back as its original nodes, which the
+patterns of lower-priority targets may fuse again and are otherwise annotated anew as
+plain ops. Grouping runs again until every region passes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from byoc_sdk.target import Target
 from partition.annotate import AnnotateTargetPass
 from partition.decision import DECISION_KEY, Decision, composite_of, decision_of
 from partition.graph_index import GraphIndex
+from partition.merge_composite import forget_functions, fuse
 from partition.outline import inline
 from partition.policy import RegionPolicy
 
@@ -115,8 +117,8 @@ class MergeRegionsPass(ir.passes.InPlacePass):
     """Plan the regions of every target; the plan goes to ``model.meta["byoc.regions"]``.
 
     ``policy`` overrides each target's own region policy when given. A composite whose
-    region the policy drops is replaced in the graph by its original nodes, annotated
-    anew.
+    region the policy drops is replaced in the graph by its original nodes, fused anew
+    by lower-priority targets' patterns or annotated anew as plain ops.
     """
 
     def __init__(self, targets: Sequence[Target], policy: RegionPolicy | None = None) -> None:
@@ -205,24 +207,42 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         return pruned
 
     def _expand(self, model: ir.Model, calls: list[ir.Node]) -> None:
-        """Put dropped composites back as (copies of) their original nodes, each annotated
-        as a plain op by every target, its reason starting with why the composite was
-        dropped. A shared composite function goes once none of its calls is left."""
+        """Put dropped composites back as (copies of) their original nodes. The patterns of
+        the targets after the dropping one may fuse the copies again; the copies left over
+        are annotated as plain ops by every target. Either way the reason starts with why
+        the composite was dropped. A shared composite function goes once none of its calls
+        is left."""
         annotate = AnnotateTargetPass(self.targets)
         for call in calls:
             composite = composite_of(call)
             story = decision_of(call).dropped
-            for copy, original in zip(
-                inline(model, call, composite.nodes), composite.nodes, strict=True
-            ):
-                decision = annotate.decide(model, copy)
-                decision.dropped = story
-                decision.reason = "; ".join((*story, decision.reason))
+            copies = inline(model, call, composite.nodes)
+            originals = dict(zip(copies, composite.nodes, strict=True))
+            lower = self.targets[self.number[composite.target] + 1:]
+            refused: set[ir.Node] = set()
+            if any(target.patterns for target in lower):
+                for fused in fuse(model, lower, among=copies, originals=originals):
+                    self._decide(annotate, model, fused, story)
+                    refused.update(composite_of(fused).nodes)
+            for copy, original in originals.items():
+                if original in refused:
+                    # Its new composite speaks for it in the report, as for any member.
+                    original.meta.pop(DECISION_KEY, None)
+                    continue
                 # The report reads the original node; the graph holds the copy.
-                copy.meta[DECISION_KEY] = original.meta[DECISION_KEY] = decision
+                original.meta[DECISION_KEY] = self._decide(annotate, model, copy, story)
         called = {node.op_identifier() for node in model.graph if composite_of(node) is not None}
-        for identifier in {call.op_identifier() for call in calls} - called:
-            model.functions.pop(identifier)
+        forget_functions(model, {call.op_identifier() for call in calls} - called)
+
+    @staticmethod
+    def _decide(annotate: AnnotateTargetPass, model: ir.Model, node: ir.Node,
+                story: tuple[str, ...]) -> Decision:
+        """Annotate ``node`` anew, its reason told after ``story``."""
+        decision = annotate.decide(model, node)
+        decision.dropped = story
+        decision.reason = "; ".join((*story, decision.reason))
+        node.meta[DECISION_KEY] = decision
+        return decision
 
 
 def _member_ops(node: ir.Node) -> tuple[str, ...]:

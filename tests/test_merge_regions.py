@@ -7,6 +7,8 @@ about them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 import onnx
 import pytest
@@ -277,18 +279,43 @@ CONV_RELU = """
     }"""
 
 
-def test_members_of_a_dropped_composite_go_to_the_next_target(monkeypatch):
+def test_members_of_a_dropped_composite_are_fused_by_the_next_targets_pattern(monkeypatch):
     from byoc_sdk.registry import get_target
 
     # simaccel fuses conv+relu into conv_act, then its policy drops the region; cpu (which
-    # keeps every region) takes the members as plain ops instead of the host.
+    # keeps every region, and has a conv_act pattern of its own) fuses the members again
+    # instead of taking them op by op, and the report tells the whole story.
     model = onnx_text(CONV_RELU)
     simaccel = get_target("simaccel")
     monkeypatch.setattr(simaccel, "policy", RegionPolicy(min_nodes=3))
     placed, result = placement(model, [simaccel, "cpu"], policy=None)
     assert placed == {"cpu_0": ["conv", "relu"]}
     dropped = "its region has 2 nodes, fewer than min_nodes=3"
-    # As plain ops simaccel still claims them, and its policy drops them once more.
+    records = {n.name: n for n in result.report.nodes}
+    for name in ("conv", "relu"):
+        assert records[name].reason == (
+            f"simaccel pattern conv_act dropped: {dropped}; "
+            "fused by cpu pattern conv_act (conv, relu)")
+        assert records[name].composite == "conv_act_1"
+        assert records[name].target == "cpu"
+    domains = {f.domain for f in result.model.functions.values()}
+    assert "byoc.cpu.composite" in domains and "byoc.simaccel.composite" not in domains
+    (region,) = [f for f in result.model.functions.values() if f.domain == "byoc.cpu"]
+    assert [n.op_type for n in region] == ["Constant", "conv_act_0"]
+
+
+def test_members_of_a_dropped_composite_go_to_the_next_target_as_plain_ops(monkeypatch):
+    from byoc_sdk.registry import get_target
+
+    # The same, but cpu has no pattern for them: it takes the members op by op. As plain
+    # ops simaccel still claims them first, and its policy drops them once more.
+    model = onnx_text(CONV_RELU)
+    simaccel = get_target("simaccel")
+    monkeypatch.setattr(simaccel, "policy", RegionPolicy(min_nodes=3))
+    cpu = dataclasses.replace(get_target("cpu"), patterns=[])
+    placed, result = placement(model, [simaccel, cpu], policy=None)
+    assert placed == {"cpu_0": ["conv", "relu"]}
+    dropped = "its region has 2 nodes, fewer than min_nodes=3"
     assert {n.name: n.reason for n in result.report.nodes} == {
         name: f"simaccel pattern conv_act dropped: {dropped}; "
               f"simaccel supports it, but {dropped}; cpu supports it"
@@ -340,6 +367,58 @@ def test_members_of_a_dropped_composite_no_target_accepts_go_to_the_host(make_ta
     recorded = {n.name: n.metadata_props["byoc.reason"] for n in result.model.graph}
     assert recorded == {n.name: n.reason for n in result.report.nodes}
     assert not result.model.functions
+
+
+def test_a_refused_composite_dropped_again_falls_through_to_plain_ops(make_target):
+    # acc's mm_add is dropped; mid fuses the members with its own mm_add, and its policy
+    # drops that one too; low takes them op by op. Each step adds to the story, and the
+    # one function left is low's region.
+    acc = _mm_add_target(make_target, "acc", priority=9, policy=RegionPolicy(min_nodes=3))
+    mid = _mm_add_target(make_target, "mid", priority=5, policy=RegionPolicy(min_nodes=4))
+    low = make_target("low", ["MatMul", "Add"], priority=1, policy=KEEP_ALL)
+    placed, result = placement(onnx_text(MM_ADD), [acc, mid, low], policy=None)
+    assert placed == {"low_0": ["add", "mm"]}
+    first = "acc pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=3"
+    second = "mid pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=4"
+    assert {n.name: n.reason for n in result.report.nodes} == {
+        "mm": f"{first}; {second}; low supports MatMul",
+        "add": f"{first}; {second}; low supports Add",
+    }
+    assert all(n.composite is None for n in result.report.nodes)
+    assert [f.domain for f in result.model.functions.values()] == ["byoc.low"]
+
+
+def test_a_refused_composite_shares_the_function_of_its_pattern(make_target):
+    # Two mm_add chains, both fused by acc first (one function for both); acc's policy
+    # keeps the first region and drops the second, which low's own mm_add then fuses
+    # into a function of low's. acc's function stays for the call that is kept.
+    model = onnx_text("""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+          [mm] m = MatMul(x, w)
+          [add] a = Add(m, b)
+          [relu] r = Relu(a)
+          [sm] s = Softmax(r)
+          [mm2] m2 = MatMul(s, w)
+          [add2] y = Add(m2, b)
+        }""")
+    acc = _mm_add_target(make_target, "acc", ["Relu"], priority=5,
+                         policy=RegionPolicy(min_nodes=3))
+    low = _mm_add_target(make_target, "low", priority=1, policy=KEEP_ALL)
+    placed, result = placement(model, [acc, low], policy=None)
+    assert placed == {"acc_0": ["add", "mm", "relu"], "host": ["sm"], "low_0": ["add2", "mm2"]}
+    records = {n.name: n for n in result.report.nodes}
+    assert records["mm"].composite == "mm_add_0"
+    assert records["mm2"].composite == "mm_add_2" and records["mm2"].target == "low"
+    assert records["add2"].reason == (
+        "acc pattern mm_add dropped: its region has 2 nodes, fewer than min_nodes=3; "
+        "fused by low pattern mm_add (mm2, add2)")
+    names = sorted((f.domain, f.name) for f in result.model.functions.values()
+                   if f.domain.endswith(".composite"))
+    assert names == [("byoc.acc.composite", "mm_add_0"), ("byoc.low.composite", "mm_add_0")]
+    proto = result.to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert_equivalent(model, proto)
 
 
 def test_a_shared_composite_function_survives_for_the_calls_that_are_kept(make_target):

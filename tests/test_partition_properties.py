@@ -113,9 +113,13 @@ def test_random_partitions_are_acyclic_complete_and_equivalent(seed, size, chose
             assert node.target == "host"
         else:
             assert targets_of_region[node.region] == node.target
-        # A composite is kept in a region, or dropped and expanded back into plain nodes.
+        # A composite is kept in a region, or dropped and expanded back into its nodes,
+        # which only a lower-priority target's pattern may fuse again.
         assert node.composite is None or node.region is not None
-        if " dropped: " in node.reason.split(";")[0]:
-            assert node.composite is None
+        first = node.reason.split(";")[0]
+        if " dropped: " in first and node.composite is not None:
+            dropper = first.split(" pattern ")[0]
+            assert node.target != dropper
+            assert f"fused by {node.target} pattern" in node.reason
 
     assert_equivalent(model, proto, rtol=1e-4, atol=1e-5)
