@@ -122,7 +122,10 @@ class HostSession:
         for name, array in zip(self.inputs, fixed_in, strict=True):
             if array is None:
                 late.append(name)
-            else:
+            else:  # bound by its data pointer: the layout must be the plain one
+                if not (array.flags.c_contiguous and array.dtype.isnative):
+                    raise ValueError(f"input '{name}' must be a C-contiguous array of "
+                                     "native byte order to be bound")
                 binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         for name, array in zip(self.outputs, fixed_out, strict=True):
             binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
@@ -138,7 +141,9 @@ class HostSession:
 
 def _static_specs(infos) -> tuple[ValueSpec, ...] | None:
     """The dtype and shape of each value, or ``None`` unless every one is a tensor of
-    static shape."""
+    static shape and of a plain numeric or bool type: strings are numpy objects, which no
+    byte buffer can hold, and onnxruntime binds no buffer of ml_dtypes' bfloat16 or
+    float8 types."""
     specs = []
     for info in infos:
         tensor = info.type.tensor_type
@@ -147,8 +152,10 @@ def _static_specs(infos) -> tuple[ValueSpec, ...] | None:
             not d.HasField("dim_value") for d in dims
         ):
             return None
-        specs.append(ValueSpec(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)),
-                               tuple(d.dim_value for d in dims)))
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        if dtype.kind not in "biuf":
+            return None
+        specs.append(ValueSpec(dtype, tuple(d.dim_value for d in dims)))
     return tuple(specs)
 
 

@@ -13,6 +13,7 @@ and leaves the model ready to run again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -71,15 +72,31 @@ class Step:
             return self.bind([arrays.get(name) for name in self.inputs],
                              [arrays.get(name) for name in self.outputs])
         runner, inputs, outputs = self.runner, self.inputs, self.outputs
+        # A runtime may hand back an input, or a view of one, as an output (a valid zero
+        # copy); read from a frame's buffer, that would be overwritten by a later step or
+        # run, so such results are copied.
+        fixed = [i for i, name in enumerate(inputs) if name in arrays]
 
         def call(values: dict[str, np.ndarray]) -> None:
-            results = runner([values[name] for name in inputs])
+            args = [values[name] for name in inputs]
+            results = runner(args)
             if len(results) != len(outputs):
                 raise StepError(f"step {self.index} returned {len(results)} outputs, "
                                 f"expected {len(outputs)}", target=self.target, region=self.name)
+            if fixed:
+                results = [_unshared(result, args, fixed) for result in results]
             values.update(zip(outputs, results, strict=True))
 
         return call
+
+
+def _unshared(result: np.ndarray, args: list[np.ndarray], fixed: list[int]) -> np.ndarray:
+    """``result``, or a copy of it if it may share memory with one of ``args[fixed]``."""
+    if isinstance(result, np.ndarray) and any(
+        np.may_share_memory(result, args[i]) for i in fixed
+    ):
+        return result.copy()
+    return result
 
 
 class Profile:
@@ -162,7 +179,7 @@ class CompiledModel:
         self.outputs = tuple(outputs)
         self.constants = dict(constants)
         self.package = package  # byoc_sdk.package.PackageContents: what save() writes
-        self._runs = 0
+        self._run_numbers = itertools.count(1)
         self._input_names = {spec.name for spec in self.inputs}
         self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
         self.memory_plan = _plan_buffers(self.steps, self.outputs)
@@ -179,8 +196,7 @@ class CompiledModel:
     ) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (input name -> array); outputs by name."""
         checked = self._check_feeds(feeds)
-        self._runs += 1
-        run = self._runs
+        run = next(self._run_numbers)  # atomic, unlike += 1
         try:  # list.pop and append are atomic: each frame serves one run at a time
             frame = self._frames.pop()
         except IndexError:
@@ -293,7 +309,17 @@ class _Frame:
     def __init__(self, model: CompiledModel) -> None:
         fixed = {**model.memory_plan.allocate(), **model.constants}
         self.values = fixed  # the table each run starts from
-        self.calls = [_dropping(step.bound(fixed), step.drop_after) for step in model.steps]
+        self.calls = [_dropping(_bind(step, fixed), step.drop_after) for step in model.steps]
+
+
+def _bind(step: Step, fixed: Mapping[str, np.ndarray]) -> BoundCall:
+    """``step`` bound to a frame's arrays; a refusal names the step."""
+    try:
+        return step.bound(fixed)
+    except Exception as exc:  # the native core or onnxruntime refused a buffer
+        raise StepError(f"step {step.index} ({step.kind}) could not be bound to its buffers: "
+                        f"{describe_exception(exc)}", target=step.target,
+                        region=step.name) from exc
 
 
 def _dropping(call: BoundCall, names: tuple[str, ...]) -> BoundCall:

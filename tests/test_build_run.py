@@ -370,6 +370,51 @@ def test_values_between_steps_live_in_planned_buffers(example_targets, example_m
     assert len(compiled._frames) == 1
 
 
+def test_string_values_between_steps_stay_out_of_the_planned_buffers(example_targets):
+    # A string tensor is an array of Python objects: no byte buffer can hold it, so the
+    # step making it runs unbound and the value goes through the per-run table.
+    model = onnx_text("""
+        g (float[2, 3] x) => (bool[2, 3] eq) {
+          y = Softmax(x)
+          s = Cast<to = 8>(x)
+          r = Relu(y)
+          rs = Cast<to = 8>(r)
+          eq = Equal(s, rs)
+        }""")
+    compiled = build(model, [example_targets["c_source"].target])
+    assert {step.kind for step in compiled.steps} == {"host", "external"}
+    assert "s" not in compiled.memory_plan.placement
+    feeds = {"x": np.abs(np.random.default_rng(0).random((2, 3))).astype(np.float32)}
+    for _ in range(2):
+        assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
+
+
+def test_a_runtime_returning_its_input_does_not_alias_a_frame_buffer(example_targets,
+                                                                      monkeypatch):
+    # A vendor runtime may hand back an input as an output (a valid zero copy). The input
+    # sits in a frame's planned buffer, which the next run overwrites: the output the
+    # caller keeps must not change with it.
+    runtime = sys.modules[example_targets["json"].JsonDemoRuntime.__module__]
+    kernels = dict(runtime.KERNELS)
+    kernels["Abs"] = (1, lambda x: x if (x >= 0).all() else np.abs(x))
+    monkeypatch.setattr(runtime, "KERNELS", kernels)
+    model = onnx_text("""
+        g (float[2, 4] x) => (float[2, 4] a) {
+          s = Softmax(x)
+          a = Abs(s)
+        }""")
+    compiled = build(model, [example_targets["json"].target])
+    assert "s" in compiled.memory_plan.placement  # the host step writes s into a buffer
+    rng = np.random.default_rng(1)
+    first_feeds = {"x": rng.random((2, 4)).astype(np.float32)}
+    first = compiled.run(first_feeds)["a"]
+    kept = first.copy()
+    second = compiled.run({"x": rng.random((2, 4)).astype(np.float32) * 5})["a"]
+    np.testing.assert_array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    assert_outputs_close({"a": first}, run_onnxruntime(model, first_feeds))
+
+
 # --- profiles -------------------------------------------------------------------------
 
 

@@ -266,8 +266,14 @@ def test_bound_call_with_every_array_fixed(affine):
          "affine: output 0 is float64, expected float32"),
         (lambda f: f.bind([None], [None], ["x"], ["y"]),
          "bind takes one array or None and one name per input and per output"),
+        # A copy made at bind time would not see later writes: such inputs are refused.
+        (lambda f: f.bind([np.zeros((WIDTH, ROWS), np.float32).T], [None, None], ["x"],
+                          ["y", "s"]),
+         "affine: input 0 must be C-contiguous"),
+        (lambda f: f.bind([np.zeros((ROWS, WIDTH), ">f4")], [None, None], ["x"], ["y", "s"]),
+         "affine: input 0 is >f4, expected float32"),
     ],
-    ids=["input shape", "output dtype", "counts"],
+    ids=["input shape", "output dtype", "counts", "strided input", "swapped input"],
 )
 def test_bad_bindings_are_refused(affine, bind, message):
     with pytest.raises(ValueError, match=message):

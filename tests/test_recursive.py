@@ -25,6 +25,7 @@ from byoc_sdk.recursive import (
     random_binary_tree,
     random_dag,
     sst_trees,
+    tree_lstm,
 )
 from byoc_sdk.recursive.cells import Feature
 
@@ -240,3 +241,22 @@ def test_feature_and_target_errors():
                        features=[{"x": np.zeros((grid.num_nodes, FEATURES))}])
     with pytest.raises(RecursiveCompileError, match="unknown target 'tpu'"):
         compile_model(model, "tpu")
+
+
+def test_module_init_refuses_constants_of_another_size_or_type():
+    # The module keeps its constants' pointers from _init on: it checks them there.
+    from byoc_sdk import _native
+
+    compiled = compile_model(tree_lstm(8, vocab=5), "cpu")
+    spec = compiled.spec
+    function = _native.Function(compiled._library, spec.entry, spec.input_specs(64),
+                                spec.output_specs(64))
+    short = list(spec.constants)
+    short[1] = short[1].ravel()[:-1].copy()
+    with pytest.raises(RuntimeError, match=r"constant 1 must be .* contiguous float32 values"):
+        function.init(short)
+    typed = [c.astype(np.float64) for c in spec.constants]
+    with pytest.raises(RuntimeError, match="constant 0 must be"):
+        function.init(typed)
+    with pytest.raises(RuntimeError, match=f"expected {len(spec.constants)} constants"):
+        function.init(list(spec.constants)[:-1])

@@ -417,13 +417,27 @@ class DriverWriter:
         ])
 
     def constants_check(self) -> list[str]:
-        """The start of ``<entry>_init``: the constants must be the ones the spec lists."""
-        count = len(self.spec.constants)
+        """The start of ``<entry>_init``: the constants must be the ones the spec lists, in
+        number, element type and size (the module reads them by bare pointer later)."""
+        spec = self.spec
+        count = len(spec.constants)
+        sizes = ", ".join(str(c.size) for c in spec.constants) or "0"
         return [
-            f"BYOC_EXPORT int32_t {self.spec.entry}_init(const byoc_tensor* constants, "
+            f"BYOC_EXPORT int32_t {spec.entry}_init(const byoc_tensor* constants, "
             "int32_t n_constants, char* error, size_t error_size) {",
             f"  if (n_constants != {count}) return byoc_fail(error, error_size, "
-            f"BYOC_INVALID_ARGUMENT, \"{self.spec.entry}: expected {count} constants\");"]
+            f"BYOC_INVALID_ARGUMENT, \"{spec.entry}: expected {count} constants\");",
+            f"  static const int64_t sizes[{max(count, 1)}] = {{{sizes}}};",
+            f"  for (int i = 0; i < {count}; ++i) {{",
+            "    int64_t size = 1;",
+            "    for (int32_t d = 0; d < constants[i].rank; ++d) size *= constants[i].shape[d];",
+            "    if (constants[i].dtype != BYOC_FLOAT32 || constants[i].strides != NULL || "
+            "size != sizes[i]) {",
+            f"      snprintf(error, error_size, \"{spec.entry}: constant %d must be %lld "
+            "contiguous float32 values\", i, (long long)sizes[i]);",
+            "      return BYOC_INVALID_ARGUMENT;",
+            "    }",
+            "  }"]
 
     def lifecycle(self) -> str:
         """``<entry>_init``: the weights and tables are handed over once, not per call (the

@@ -237,7 +237,7 @@ class CudaDriverWriter(DriverWriter):
         return "\n".join([
             f"static const float* byoc_W[{count}];  /* host copies: the kernel reads byoc_dW */",
             f"static float* byoc_dW[{count}];",
-            "static int byoc_refs = 0, byoc_grid = 0;",
+            "static int byoc_refs = 0, byoc_grid = 0, byoc_device = 0;",
             "static pthread_mutex_t byoc_lock = PTHREAD_MUTEX_INITIALIZER;",
             "static void byoc_free_constants(void) {",
             f"  for (int i = 0; i < {count}; ++i) {{ if (byoc_dW[i]) cudaFree(byoc_dW[i]); "
@@ -247,9 +247,10 @@ class CudaDriverWriter(DriverWriter):
             "  int32_t status = BYOC_OK;",
             "  pthread_mutex_lock(&byoc_lock);",
             "  if (byoc_refs == 0) {",
-            "    int dev = 0, per_sm = 0; cudaDeviceProp prop;",
-            "    BYOC_CUDA_CHECK(cudaGetDevice(&dev));",
-            "    BYOC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));",
+            "    int per_sm = 0; cudaDeviceProp prop;",
+            "    /* The constants live on the device current here; calls run there. */",
+            "    BYOC_CUDA_CHECK(cudaGetDevice(&byoc_device));",
+            "    BYOC_CUDA_CHECK(cudaGetDeviceProperties(&prop, byoc_device));",
             "    BYOC_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, "
             f"byoc_persistent, {THREADS}, 0));",
             "    byoc_grid = prop.multiProcessorCount * (per_sm < 1 ? 1 : per_sm);",
@@ -277,7 +278,11 @@ class CudaDriverWriter(DriverWriter):
             f"  void* device[{4 + n_words + len(spec.dense)}] = {{0}};",
             "  int n_device = 0;",
             "  float* d_fw = 0;",
+            "  int caller_device = -1;",
             "  {",
+            "  /* The module's device for this call; the caller's comes back after it. */",
+            "  BYOC_CUDA_CHECK(cudaGetDevice(&caller_device));",
+            "  BYOC_CUDA_CHECK(cudaSetDevice(byoc_device));",
             "  ctx.n = n; ctx.n_levels = n_levels;",
             f"  for (int i = 0; i < {len(spec.constants)}; ++i) ctx.W[i] = byoc_dW[i];",
             "  BYOC_CUDA_CHECK(cudaMalloc((void**)&d_fw, sizeof(float) * "
@@ -308,6 +313,8 @@ class CudaDriverWriter(DriverWriter):
             "  }",
             "cleanup:",
             "  for (int i = 0; i < n_device; ++i) cudaFree(device[i]);",
+            "  if (caller_device >= 0 && caller_device != byoc_device) "
+            "cudaSetDevice(caller_device);",
             "  if (status != BYOC_OK) return status;",
         ]
         return lines

@@ -75,7 +75,7 @@ Function::~Function() {
 }
 
 py::array Function::Check(py::handle item, const TensorSpec& spec, const char* what, size_t i,
-                          bool writable) const {
+                          bool writable, bool convert) const {
   if (!py::isinstance<py::array>(item)) {
     throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
                                 " is not a numpy array");
@@ -85,7 +85,7 @@ py::array Function::Check(py::handle item, const TensorSpec& spec, const char* w
   if (!numpy.PyArray_EquivTypes_(array.dtype().ptr(), spec.dtype.ptr())) {
     const bool byte_order_only = array.dtype().kind() == spec.dtype.kind() &&
                                  array.dtype().itemsize() == spec.dtype.itemsize();
-    if (writable || !byte_order_only) {
+    if (!convert || !byte_order_only) {
       throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) + " is " +
                                   std::string(py::str(array.dtype())) + ", expected " +
                                   std::string(py::str(spec.dtype)));
@@ -103,7 +103,7 @@ py::array Function::Check(py::handle item, const TensorSpec& spec, const char* w
                                 ShapeText(spec.shape.data(), spec.shape.size()));
   }
   if (!(array.flags() & py::array::c_style)) {
-    if (writable) {
+    if (!convert) {
       throw std::invalid_argument(entry_ + ": " + what + " " + std::to_string(i) +
                                   " must be C-contiguous");
     }
@@ -137,7 +137,7 @@ void Function::Describe(const py::list& arrays, const std::vector<TensorSpec>& s
   tensors->resize(specs.size());
   keep->reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
-    keep->push_back(Check(arrays[i], specs[i], what, i, writable));
+    keep->push_back(Check(arrays[i], specs[i], what, i, writable, !writable));
     (*tensors)[i] = Tensor(keep->back(), specs[i]);
   }
 }
@@ -238,7 +238,8 @@ BoundFunction::BoundFunction(py::object function, const py::list& inputs,
     if (inputs[i].is_none()) {
       late_in_.emplace_back(i, py::str(input_names[i]));
     } else {
-      fixed_.push_back(function_->Check(inputs[i], in_specs[i], "input", i, false));
+      // Bound as it is, never as a copy: later writes to the array must reach the module.
+      fixed_.push_back(function_->Check(inputs[i], in_specs[i], "input", i, false, false));
       in_[i] = Function::Tensor(fixed_.back(), in_specs[i]);
     }
   }
@@ -246,7 +247,7 @@ BoundFunction::BoundFunction(py::object function, const py::list& inputs,
     if (outputs[i].is_none()) {
       late_out_.emplace_back(i, py::str(output_names[i]));
     } else {
-      fixed_.push_back(function_->Check(outputs[i], out_specs[i], "output", i, true));
+      fixed_.push_back(function_->Check(outputs[i], out_specs[i], "output", i, true, false));
       out_[i] = Function::Tensor(fixed_.back(), out_specs[i]);
     }
   }
@@ -254,6 +255,9 @@ BoundFunction::BoundFunction(py::object function, const py::list& inputs,
 
 void BoundFunction::Call(const py::dict& values) {
   function_->RequireInit();
+  // Copies, so that calls from two threads (which the runtime never makes, but Python
+  // code may) each fill their own late slots.
+  std::vector<byoc_tensor> in = in_, out = out_;
   std::vector<py::array> keep;
   keep.reserve(late_in_.size() + late_out_.size());
   for (const auto& [i, name] : late_in_) {
@@ -263,16 +267,18 @@ void BoundFunction::Call(const py::dict& values) {
       throw std::invalid_argument(function_->entry_ + ": the run has no value '" +
                                   std::string(name) + "' for input " + std::to_string(i));
     }
-    keep.push_back(function_->Check(item, function_->inputs_[i], "input", i, false));
-    in_[i] = Function::Tensor(keep.back(), function_->inputs_[i]);
+    keep.push_back(function_->Check(item, function_->inputs_[i], "input", i, false, true));
+    in[i] = Function::Tensor(keep.back(), function_->inputs_[i]);
   }
   for (const auto& [i, name] : late_out_) {
     const TensorSpec& spec = function_->outputs_[i];
     keep.emplace_back(spec.dtype, spec.shape);
-    out_[i] = Function::Tensor(keep.back(), spec);
-    values[name] = keep.back();
+    out[i] = Function::Tensor(keep.back(), spec);
   }
-  function_->Invoke(in_, out_);
+  function_->Invoke(in, out);
+  // Only a call that went through puts its outputs in the table.
+  size_t k = keep.size() - late_out_.size();
+  for (const auto& [i, name] : late_out_) values[name] = keep[k++];
 }
 
 }  // namespace byoc

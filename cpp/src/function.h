@@ -69,11 +69,11 @@ class Function {
  private:
   friend class BoundFunction;
 
-  // `item` as an array the module can read (or, if `writable`, write) for `spec`:
-  // converted from the other byte order or made contiguous where that is safe, else a
-  // clear error naming the entry and the `what` number `i`.
+  // `item` as an array the module can read (or, if `writable`, write) for `spec`: with
+  // `convert`, converted from the other byte order or made contiguous (a copy), else
+  // refused with a clear error naming the entry and the `what` number `i`.
   py::array Check(py::handle item, const TensorSpec& spec, const char* what, size_t i,
-                  bool writable) const;
+                  bool writable, bool convert) const;
   static byoc_tensor Tensor(const py::array& array, const TensorSpec& spec);
   void Describe(const py::list& arrays, const std::vector<TensorSpec>& specs, const char* what,
                 std::vector<byoc_tensor>* tensors, std::vector<py::array>* keep,
@@ -98,7 +98,9 @@ class Function {
 // the inputs and outputs that are not None at bind time. A call takes the run's table
 // of values: it reads the other inputs from it and puts fresh arrays for the other
 // outputs into it, so a runtime step costs one call from Python and no list building.
-// One run at a time: a frame is never shared between threads.
+// Fixed arrays are bound as they are (a strided or byte-swapped one is refused, since a
+// copy would not see later writes). Calls from several threads are safe, but they share
+// the fixed arrays: the runtime gives each run a frame of its own.
 class BoundFunction {
  public:
   BoundFunction(py::object function, const py::list& inputs, const py::list& outputs,
