@@ -103,7 +103,8 @@ def test_emulated_persistent_kernel_matches_the_reference(emulated):
 def test_emulated_kernel_across_capacities_shares_one_upload(emulated):
     # Batches of different sizes bind functions of different capacities to one module:
     # each takes the constants through _init, which uploads them for the first only (the
-    # others share them), and every capacity computes with them.
+    # others share them), and every capacity computes with them. The module's device work
+    # block grows for the larger batch and serves the smaller one after it.
     model, compiled = emulated["lstm"]
     rng = np.random.default_rng(3)
     for count in (1, 12, 2):

@@ -10,6 +10,8 @@ from the L2-resident global memory.
 The constants (weights and vocabulary tables) are uploaded once, by ``<entry>_init``, which
 also sizes the cooperative grid; ``<entry>_release`` frees them when the last function bound
 to the module goes (reference counted: the runner binds one function per node capacity).
+A call allocates nothing on the device: the batch and the work arrays go to one block the
+module keeps and grows, so calls into one module take turns.
 
 With ``emulate`` the same source is compiled by the host C++ compiler against
 ``byoc/cuda_emulation.h``, where a cooperative grid is one block of the same threads, so the
@@ -238,10 +240,15 @@ class CudaDriverWriter(DriverWriter):
             f"static const float* byoc_W[{count}];  /* host copies: the kernel reads byoc_dW */",
             f"static float* byoc_dW[{count}];",
             "static int byoc_refs = 0, byoc_grid = 0, byoc_device = 0;",
+            "static void* byoc_work = NULL;  /* device work memory of the calls */",
+            "static size_t byoc_work_bytes = 0;",
             "static pthread_mutex_t byoc_lock = PTHREAD_MUTEX_INITIALIZER;",
-            "static void byoc_free_constants(void) {",
+            "#define BYOC_ALIGN(bytes) (((size_t)(bytes) + 255) & ~(size_t)255)",
+            "static void byoc_free_device(void) {",
             f"  for (int i = 0; i < {count}; ++i) {{ if (byoc_dW[i]) cudaFree(byoc_dW[i]); "
             "byoc_dW[i] = 0; }",
+            "  if (byoc_work != NULL) cudaFree(byoc_work);",
+            "  byoc_work = NULL; byoc_work_bytes = 0;",
             "}",
             *self.constants_check(),
             "  int32_t status = BYOC_OK;",
@@ -258,51 +265,68 @@ class CudaDriverWriter(DriverWriter):
             "  }",
             "cleanup:",
             "  if (status == BYOC_OK) ++byoc_refs;",
-            "  else if (byoc_refs == 0) byoc_free_constants();",
+            "  else if (byoc_refs == 0) byoc_free_device();",
             "  pthread_mutex_unlock(&byoc_lock);",
             "  (void)byoc_W;",
             "  return status;",
             "}",
             f"BYOC_EXPORT void {spec.entry}_release(void) {{",
             "  pthread_mutex_lock(&byoc_lock);",
-            "  if (byoc_refs > 0 && --byoc_refs == 0) byoc_free_constants();",
+            "  if (byoc_refs > 0 && --byoc_refs == 0) byoc_free_device();",
             "  pthread_mutex_unlock(&byoc_lock);",
             "}"])
 
     def compute(self) -> list[str]:
-        """Upload the batch, launch the persistent kernel, download the states."""
+        """Upload the batch into the module's device work memory, launch the persistent
+        kernel, download the states."""
         spec = self.spec
-        n_words = 1 if spec.has_words else 0
+        uploads = [("ctx.order", "order", "int32_t", "n"),
+                   ("ctx.lchild", "lchild", "int32_t", "(size_t)n * A"),
+                   ("ctx.lstart", "lstart", "int32_t", "(size_t)n_levels + 1")]
+        if spec.has_words:
+            uploads.append(("ctx.words", "words", "int32_t", "n"))
+        first_dense = 3 + spec.has_words
+        for i, f in enumerate(spec.dense):
+            width = spec.input_specs(1)[first_dense + i][1][1]
+            uploads.append((f"ctx.feature_{_ident(f.name)}", f"feature_{_ident(f.name)}",
+                            "float", f"(size_t)n * {width}"))
         lines = [
             "  ByocCtx ctx; memset(&ctx, 0, sizeof ctx);",
-            f"  void* device[{4 + n_words + len(spec.dense)}] = {{0}};",
-            "  int n_device = 0;",
-            "  float* d_fw = 0;",
             "  int caller_device = -1;",
+            "  /* The device work memory is the module's: one call at a time uses it. */",
+            "  pthread_mutex_lock(&byoc_lock);",
             "  {",
             "  /* The module's device for this call; the caller's comes back after it. */",
             "  BYOC_CUDA_CHECK(cudaGetDevice(&caller_device));",
             "  BYOC_CUDA_CHECK(cudaSetDevice(byoc_device));",
             "  ctx.n = n; ctx.n_levels = n_levels;",
             f"  for (int i = 0; i < {len(spec.constants)}; ++i) ctx.W[i] = byoc_dW[i];",
-            "  BYOC_CUDA_CHECK(cudaMalloc((void**)&d_fw, sizeof(float) * "
-            f"(size_t){spec.float_work(0)} + sizeof(float) * (size_t)cap * "
-            f"{spec.float_work(1) - spec.float_work(0)}));",
-            "  device[n_device++] = d_fw;",
-            "  { float* fw_d = d_fw;",
+            "  /* One block for the float work and the batch, kept between calls, grown when a",
+            "     batch needs more: no allocation per call. Parts start 256 bytes apart. */",
+            f"  size_t need = BYOC_ALIGN(sizeof(float) * ((size_t){spec.float_work(0)} + "
+            f"(size_t)cap * {spec.float_work(1) - spec.float_work(0)}));",
+            f"  size_t at[{len(uploads)}];",
+        ]
+        for i, (_, _, ctype, count) in enumerate(uploads):
+            lines.append(f"  at[{i}] = need; need += BYOC_ALIGN(sizeof({ctype}) * ({count}));")
+        lines += [
+            "  if (need > byoc_work_bytes) {",
+            "    if (byoc_work != NULL) cudaFree(byoc_work);",
+            "    byoc_work = NULL; byoc_work_bytes = 0;",
+            "    BYOC_CUDA_CHECK(cudaMalloc(&byoc_work, need));",
+            "    byoc_work_bytes = need;",
+            "  }",
+            "  { float* fw_d = (float*)byoc_work;",
             *(f"    ctx.{name} = fw_d; fw_d += (size_t)cap * {per} + {fixed};"
               for name, per, fixed in spec.float_regions()),
             "  }",
-            *self.upload("ctx.order", "order", "int32_t", "n"),
-            *self.upload("ctx.lchild", "lchild", "int32_t", "(size_t)n * A"),
-            *self.upload("ctx.lstart", "lstart", "int32_t", "(size_t)n_levels + 1"),
         ]
-        if n_words:
-            lines += self.upload("ctx.words", "words", "int32_t", "n")
-        for i, f in enumerate(spec.dense):
-            width = spec.input_specs(1)[3 + n_words + i][1][1]
-            lines += self.upload(f"ctx.feature_{_ident(f.name)}", f"feature_{_ident(f.name)}",
-                                 "float", f"(size_t)n * {width}")
+        for i, (field_, host, ctype, count) in enumerate(uploads):
+            lines += [
+                f"  {field_} = (const {ctype}*)((char*)byoc_work + at[{i}]);",
+                f"  BYOC_CUDA_CHECK(cudaMemcpy((char*)byoc_work + at[{i}], {host}, "
+                f"sizeof({ctype}) * ({count}), cudaMemcpyHostToDevice));",
+            ]
         lines += [
             "  void* args[] = {&ctx};",
             "  BYOC_CUDA_CHECK(cudaLaunchCooperativeKernel(byoc_persistent, dim3(byoc_grid), "
@@ -312,21 +336,12 @@ class CudaDriverWriter(DriverWriter):
             f"{spec.state_width}, cudaMemcpyDeviceToHost));",
             "  }",
             "cleanup:",
-            "  for (int i = 0; i < n_device; ++i) cudaFree(device[i]);",
             "  if (caller_device >= 0 && caller_device != byoc_device) "
             "cudaSetDevice(caller_device);",
+            "  pthread_mutex_unlock(&byoc_lock);",
             "  if (status != BYOC_OK) return status;",
         ]
         return lines
-
-    @staticmethod
-    def upload(field: str, host: str, ctype: str, count: str) -> list[str]:
-        return [
-            f"  {{ void* d = 0; size_t bytes = sizeof({ctype}) * ({count});",
-            "    BYOC_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1)); device[n_device++] = d;",
-            f"    BYOC_CUDA_CHECK(cudaMemcpy(d, {host}, bytes, cudaMemcpyHostToDevice));",
-            f"    {field} = ({'const ' if ctype else ''}{ctype}*)d; }}",
-        ]
 
 
 def _ident(name: str) -> str:
