@@ -7,6 +7,7 @@ original's outputs.
 from __future__ import annotations
 
 import onnx
+import pytest
 
 from byoc_sdk import RegionPolicy, any_input, const, op, partition_model
 from byoc_sdk.content_hash import SHA256_KEY, content_hash
@@ -93,6 +94,41 @@ def test_content_hash_depends_on_dtype_shape_and_bytes():
     assert a == content_hash(ir.tensor(np.zeros(4, np.float32)))
     assert a != content_hash(ir.tensor(np.zeros((2, 2), np.float32)))
     assert a != content_hash(ir.tensor(np.zeros(4, np.int32)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "int8", "bool", "uint16"])
+def test_content_hash_of_a_loaded_tensor_equals_that_of_its_values(dtype, tmp_path):
+    # A tensor read from a model is hashed from its proto's fields; the hash must be the
+    # one its values give in any other form (the package's store relies on it), for
+    # tensors stored in raw bytes, in typed fields, and in an external file.
+    import numpy as np
+    import onnx
+    import onnx_ir as ir
+    from onnx import numpy_helper
+
+    values = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
+    expected = content_hash(ir.tensor(values))
+    raw = numpy_helper.from_array(values, "w")
+    assert content_hash(ir.serde.deserialize_tensor(raw)) == expected
+    typed = onnx.helper.make_tensor("w", raw.data_type, values.shape, values.ravel().tolist())
+    assert not typed.HasField("raw_data")
+    assert content_hash(ir.serde.deserialize_tensor(typed)) == expected
+    external = onnx.TensorProto()
+    external.CopyFrom(raw)
+    (tmp_path / "w.bin").write_bytes(raw.raw_data)
+    onnx.external_data_helper.set_external_data(external, "w.bin")
+    external.ClearField("raw_data")
+    external.data_location = onnx.TensorProto.EXTERNAL
+    assert content_hash(ir.serde.deserialize_tensor(external, str(tmp_path))) == expected
+
+
+def test_content_hash_of_four_bit_tensors_goes_through_their_values():
+    import numpy as np
+    import onnx_ir as ir
+
+    values = ir.tensor(np.array([1, -2, 3], np.int8), dtype=ir.DataType.INT4)
+    packed = ir.serde.serialize_tensor(values)
+    assert content_hash(ir.serde.deserialize_tensor(packed)) == content_hash(values)
 
 
 def test_a_composite_inside_a_region_is_a_nested_function_call(make_target):
