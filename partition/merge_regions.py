@@ -219,13 +219,13 @@ class MergeRegionsPass(ir.passes.InPlacePass):
             copies = inline(model, call, composite.nodes)
             originals = dict(zip(copies, composite.nodes, strict=True))
             lower = self.targets[self.number[composite.target] + 1:]
-            refused: set[ir.Node] = set()
+            fused_again: set[ir.Node] = set()
             if any(target.patterns for target in lower):
                 for fused in fuse(model, lower, among=copies, originals=originals):
                     self._decide(annotate, model, fused, story)
-                    refused.update(composite_of(fused).nodes)
+                    fused_again.update(composite_of(fused).nodes)
             for copy, original in originals.items():
-                if original in refused:
+                if original in fused_again:
                     # Its new composite speaks for it in the report, as for any member.
                     original.meta.pop(DECISION_KEY, None)
                     continue

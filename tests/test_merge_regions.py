@@ -369,7 +369,7 @@ def test_members_of_a_dropped_composite_no_target_accepts_go_to_the_host(make_ta
     assert not result.model.functions
 
 
-def test_a_refused_composite_dropped_again_falls_through_to_plain_ops(make_target):
+def test_a_composite_fused_again_and_dropped_again_falls_through_to_plain_ops(make_target):
     # acc's mm_add is dropped; mid fuses the members with its own mm_add, and its policy
     # drops that one too; low takes them op by op. Each step adds to the story, and the
     # one function left is low's region.
@@ -388,7 +388,7 @@ def test_a_refused_composite_dropped_again_falls_through_to_plain_ops(make_targe
     assert [f.domain for f in result.model.functions.values()] == ["byoc.low"]
 
 
-def test_a_refused_composite_shares_the_function_of_its_pattern(make_target):
+def test_a_composite_fused_again_gets_a_function_of_its_target(make_target):
     # Two mm_add chains, both fused by acc first (one function for both); acc's policy
     # keeps the first region and drops the second, which low's own mm_add then fuses
     # into a function of low's. acc's function stays for the call that is kept.
