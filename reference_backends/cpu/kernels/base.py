@@ -12,6 +12,7 @@ loop nest the kernel runs.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -301,7 +302,7 @@ class KernelContext:
 
 
 @dataclass(eq=False)
-class Kernel:
+class Kernel(abc.ABC):
     """One generated function: computes ``output`` from ``root`` and its epilogue."""
 
     root: Op
@@ -348,8 +349,9 @@ class Kernel:
             params = f"layout={layout}, {params}"
         return f"{self.root.op_type} {self.root.name!r}{extra}; {params}"
 
+    @abc.abstractmethod
     def emit(self, w: CWriter, ctx: KernelContext) -> None:
-        raise NotImplementedError
+        """Write the kernel's C function body."""
 
     def store(self, w: CWriter, ctx: KernelContext, value: str, coords: Coords) -> None:
         """Apply the epilogue to ``value`` and write it at ``coords`` of the output."""
