@@ -363,3 +363,31 @@ def _infer_shapes(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise InvalidGraphError(f"shape inference failed: {exc}", file=label) from exc
+
+
+def load_external_data(model: ir.Model) -> bool:
+    """Read every tensor ``model`` still keeps in an external file into memory, in place,
+    and say whether there was any.
+
+    A model loaded from external data reads it lazily, from paths relative to the
+    original file. Once partitioned, those tensors sit in initializers and in the
+    ``Constant`` nodes of region functions alike; a model written elsewhere, or a
+    package, must not point back at the original's files.
+    """
+    found = False
+    for graph in (model.graph, *(f.graph for f in model.functions.values())):
+        for value in graph.initializers.values():
+            if isinstance(value.const_value, ir.ExternalTensor):
+                value.const_value = _in_memory(value.const_value)
+                found = True
+        for node in ir.traversal.RecursiveGraphIterator(graph):
+            for name, attr in list(node.attributes.items()):
+                if attr.type == ir.AttributeType.TENSOR and isinstance(attr.value,
+                                                                       ir.ExternalTensor):
+                    node.attributes[name] = ir.AttrTensor(name, _in_memory(attr.value))
+                    found = True
+    return found
+
+
+def _in_memory(tensor: ir.ExternalTensor) -> ir.Tensor:
+    return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name)

@@ -17,7 +17,7 @@ import onnx_ir as ir
 from byoc_sdk import versions
 from byoc_sdk.bulk import bulk_allocation
 from byoc_sdk.flops import node_flops
-from byoc_sdk.loader import NOTES_KEY, SOURCE_KEY, ModelSource, load_model
+from byoc_sdk.loader import NOTES_KEY, SOURCE_KEY, ModelSource, load_external_data, load_model
 from byoc_sdk.registry import resolve_targets
 from byoc_sdk.report import NodeRecord, PartitionReport, RegionRecord
 from byoc_sdk.target import Target
@@ -41,13 +41,21 @@ class PartitionResult:
     targets: list[Target]
 
     def to_proto(self) -> onnx.ModelProto:
-        """The model as a ``ModelProto`` with the IR version onnxruntime accepts."""
+        """The model as a ``ModelProto`` with the IR version onnxruntime accepts, every
+        tensor in it (external data read in)."""
         versions.pin(self.model)
+        load_external_data(self.model)
         return ir.to_proto(self.model)
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path``. A model that came with external data writes its
+        large initializers to ``<name>.data`` beside it, as the original did."""
         versions.pin(self.model)
-        ir.save(self.model, Path(path))
+        path = Path(path)
+        if load_external_data(self.model):
+            ir.save(self.model, path, external_data=f"{path.name}.data")
+        else:
+            ir.save(self.model, path)
 
 
 def partition_model(

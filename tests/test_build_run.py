@@ -415,6 +415,35 @@ def test_a_runtime_returning_its_input_does_not_alias_a_frame_buffer(example_tar
     assert_outputs_close({"a": first}, run_onnxruntime(model, first_feeds))
 
 
+def test_a_model_with_external_data_partitions_and_packages_anywhere(tmp_path, example_targets):
+    # The weights live in a file beside the source model; neither the partitioned model
+    # written to another folder nor the package may point back at that file.
+    import onnx
+
+    from byoc_sdk import partition_model
+    from byoc_sdk.model_zoo import transformer_block
+
+    source = tmp_path / "source"
+    source.mkdir()
+    model = transformer_block()
+    feeds = random_inputs(model, 0)
+    expected = run_onnxruntime(model, feeds)
+    # (save_model turns the proto's own tensors into references to the file)
+    onnx.save_model(model, source / "m.onnx", save_as_external_data=True,
+                    location="m.bin", size_threshold=1024)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    partition_model(source / "m.onnx", ["cpu"]).save(out / "p.onnx")
+    assert (out / "p.onnx.data").exists()
+    assert_outputs_close(run_onnxruntime(onnx.load(out / "p.onnx"), feeds), expected)
+
+    compiled = build(source / "m.onnx", ["cpu"])
+    path = compiled.save(out / "m.byoc")
+    (source / "m.bin").unlink()  # the package must not need it
+    assert_outputs_close(CompiledModel.load(path).run(feeds), expected)
+
+
 # --- profiles -------------------------------------------------------------------------
 
 
