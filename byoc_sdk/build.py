@@ -219,16 +219,20 @@ def _load_modules(regions: list[RegionBuild], store: Mapping) -> dict[str, tuple
 
 
 def _step_constants(model: ir.Model, compiled: set[str], store: dict) -> dict[str, str]:
-    """Constants the main graph passes into compiled regions ("inputs" mode), by name."""
+    """Initializers the runtime itself must hand over, by name: constants the main graph
+    passes into compiled regions ("inputs" mode), the defaults of initializers that are
+    also graph inputs when a compiled region reads them (the package's inputs leave
+    those out, so the default is what runs), and initializers that are graph outputs."""
+    wanted = [value for call in model.graph if call.name in compiled
+              for value in call.inputs
+              if value is not None and (is_constant(value) or value.is_initializer())]
+    wanted += [value for value in model.graph.outputs if value.is_initializer()]
     found = {}
-    for call in model.graph:
-        if call.name not in compiled:
-            continue
-        for value in call.inputs:
-            if value is not None and is_constant(value):
-                sha = constant_hash(value)
-                store[sha] = value.const_value.numpy()
-                found[value.name] = sha
+    for value in wanted:
+        if value.const_value is not None and value.name not in found:
+            sha = constant_hash(value)
+            store[sha] = value.const_value.numpy()
+            found[value.name] = sha
     return found
 
 

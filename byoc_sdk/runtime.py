@@ -182,6 +182,7 @@ class CompiledModel:
         self._run_numbers = itertools.count(1)
         self._input_names = {spec.name for spec in self.inputs}
         self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
+        self._constant_outputs = [name for name in self.outputs if name in self.constants]
         self.memory_plan = _plan_buffers(self.steps, self.outputs)
         self._frames: list[_Frame] = []
         _plan_drops(self.steps, self.outputs, self.memory_plan)
@@ -222,7 +223,10 @@ class CompiledModel:
             ) from exc
         # Only after a run that went through: a failed step may leave a frame half bound.
         self._frames.append(frame)
-        return {name: values[name] for name in self.outputs}
+        outputs = {name: values[name] for name in self.outputs}
+        for name in self._constant_outputs:  # the caller's to keep, and to change
+            outputs[name] = outputs[name].copy()
+        return outputs
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The feeds as a fresh value table, after checking names, dtypes and shapes.

@@ -444,6 +444,27 @@ def test_a_model_with_external_data_partitions_and_packages_anywhere(tmp_path, e
     assert_outputs_close(CompiledModel.load(path).run(feeds), expected)
 
 
+def test_initializers_as_graph_inputs_and_outputs_reach_compiled_regions(example_targets):
+    # W is an initializer and a graph input (a default a caller could override in
+    # onnxruntime); the package's inputs leave it out, so its default runs, in the
+    # compiled region as on the host. B is an initializer that is also a graph output.
+    model = onnx_text("""
+        g (float[2, 2] x, float[2, 2] W) => (float[2, 2] y, float[2] B)
+        <float[2, 2] W = {1., 2., 3., 4.}, float[2] B = {5., 6.}> {
+          a = Add(x, W)
+          y = Relu(a)
+        }""")
+    compiled = build(model, [example_targets["c_source"].target])
+    assert [spec.name for spec in compiled.inputs] == ["x"]
+    assert {step.kind for step in compiled.steps} == {"external"}
+    feeds = {"x": np.array([[-5.0, 1.0], [0.5, -9.0]], np.float32)}
+    expected = run_onnxruntime(model, feeds)
+    first = compiled.run(feeds)
+    assert_outputs_close(first, expected)
+    first["B"][:] = 0  # the caller's copy
+    assert_outputs_close(compiled.run(feeds), expected)
+
+
 # --- profiles -------------------------------------------------------------------------
 
 
