@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from byoc_sdk.conformance.commands import cmd_conformance, cmd_new_backend
-from byoc_sdk.errors import ByocError
+from byoc_sdk.errors import ByocError, describe_exception
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
@@ -227,7 +227,11 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
         reference, label = load_model(args.reference), args.reference
     else:
         reference, label = compiled.package.model, "the partitioned model"
-    expected = run_onnxruntime(reference, feeds)
+    try:
+        expected = run_onnxruntime(reference, feeds)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ByocError(f"onnxruntime cannot run {label} on these inputs: "
+                        f"{describe_exception(exc)}") from exc
     print(f"\ncheck against onnxruntime on {label} (rtol {args.rtol}, atol {args.atol}):")
     ok = True
     for name, want in expected.items():
@@ -236,7 +240,13 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
             print(f"  {name}: missing from the package's outputs")
             ok = False
             continue
-        error = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+        if got.shape != want.shape:
+            print(f"  {name}: shape {got.shape}, expected {want.shape} MISMATCH")
+            ok = False
+            continue
+        with np.errstate(invalid="ignore"):  # inf - inf: equal values, no error
+            diff = np.where(got == want, 0.0, np.abs(got.astype(np.float64) - want))
+        error = float(np.max(diff)) if want.size else 0.0
         close = np.allclose(got, want, rtol=args.rtol, atol=args.atol)
         ok &= bool(close)
         print(f"  {name}: max abs error {error:.3g} {'ok' if close else 'MISMATCH'}")
@@ -266,12 +276,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"{'region':<16}{'target':<11}{'kind':<10}{'status':<10}{'constants':>10}  detail")
     for region in manifest["regions"]:
         detail = region.get("entry") or region.get("runtime") or ""
-        if region.get("kind") == "c_source":
+        if region["status"] != "compiled":  # a fallback keeps no artifact, only why
+            detail = region.get("reason", "")
+        elif region.get("kind") == "c_source":
             libs = sorted(n.rsplit("/", 1)[1] for n in members
                           if n.startswith(f"regions/{region['name']}/lib/"))
             detail = f"entry {detail}; sources {', '.join(region['sources'])}; libs {libs}"
-        elif region["status"] != "compiled":
-            detail = region["reason"]
         elif detail:
             detail = f"runtime {detail}"
         print(f"{region['name']:<16}{region['target']:<11}{region.get('kind') or '-':<10}"

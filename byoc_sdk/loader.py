@@ -88,6 +88,11 @@ def _set_input_shapes(
             raise ModelLoadError(
                 f"no graph input named '{name}' (inputs: {', '.join(inputs)})", file=label
             )
+        if any(int(d) < 1 for d in shape):
+            raise ModelLoadError(
+                f"input '{name}': the given shape {tuple(shape)} must have positive dimensions",
+                file=label,
+            )
         tensor = inputs[name].type.tensor_type
         if tensor.HasField("shape") and len(tensor.shape.dim) != len(shape):
             raise ModelLoadError(
@@ -98,6 +103,13 @@ def _set_input_shapes(
         tensor.ClearField("shape")
         tensor.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=int(d)) for d in shape)
         notes.append(f"input '{name}' fixed to shape {tuple(int(d) for d in shape)}")
+    # Shapes recorded for the old inputs need not hold any more: inference works them out
+    # again (a declared output of batch 1 would otherwise contradict a batch of 2).
+    del proto.graph.value_info[:]
+    for output in proto.graph.output:
+        if output.type.HasField("tensor_type") and output.type.tensor_type.HasField("shape"):
+            for dim in output.type.tensor_type.shape.dim:
+                dim.Clear()  # unknown, same rank
 
 
 def attribute_graphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
@@ -359,10 +371,27 @@ def _run_checker(proto: onnx.ModelProto, label: str) -> None:
 
 
 def _infer_shapes(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    """The model with inferred shapes. A declared shape or type that contradicts what a
+    node computes is refused, naming the node: a region would be compiled for the
+    declared shape and hand back memory it never wrote. Other inference failures are
+    left to the runtime, as onnxruntime leaves them (strict inference refuses models it
+    runs)."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        if _CONTRADICTION.search(str(exc)):
+            detail = str(exc).split("Inference error(s): ")[-1].strip()
+            raise InvalidGraphError(f"a declared shape or type contradicts the graph: {detail}",
+                                    file=label) from exc
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise InvalidGraphError(f"shape inference failed: {exc}", file=label) from exc
+
+
+#: What onnx's strict inference says when a declared type disagrees with the inferred one.
+_CONTRADICTION = re.compile(r"existing shape differ|existing type differ|elem type differ"
+                            r"|existing shape.*rank", re.IGNORECASE)
 
 
 def load_external_data(model: ir.Model) -> bool:

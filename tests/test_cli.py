@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -358,3 +359,43 @@ def test_console_script_partitions_a_model(cnn, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "simaccel" in done.stdout
     assert output.is_file()
+
+
+def test_inspect_shows_a_fallen_back_region_with_its_reason(tmp_path, capsys):
+    # A region whose C source failed to compile keeps no sources: inspect still lists it.
+    records = tmp_path / "tuning.json"
+    records.write_text(json.dumps({"cpu_0": {"vector_width": 3}}))
+    package = tmp_path / "m.byoc"
+    assert main(["build", "examples/small_cnn.onnx", "--target", "cpu", "--tuning",
+                 str(records), "-o", str(package)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(package)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("cpu_0"))
+    assert "fallback" in row and "vector_width must be one of" in row
+
+
+def test_run_check_compares_shapes_too(tmp_path, capsys):
+    # Two equal rows: values alone would match the one-row reference; the shape does not.
+    model = onnx_text("""
+        g (float[2, 4] x) => (float[2, 4] y) {
+          y = Relu(x)
+        }""")
+    reference = onnx_text("""
+        g (float[N, 4] x) => (float[1, 4] y) <int64[1] axes = {0}> {
+          r = Relu(x)
+          y = ReduceMax<keepdims = 1>(r, axes)
+        }""")
+    onnx.save(model, tmp_path / "m.onnx")
+    onnx.save(reference, tmp_path / "ref.onnx")
+    rows = np.tile(np.linspace(-1, 1, 4, dtype=np.float32), (2, 1))
+    np.save(tmp_path / "x.npy", rows)
+    package = tmp_path / "m.byoc"
+    assert main(["build", str(tmp_path / "m.onnx"), "--target", "cpu",
+                 "-o", str(package)]) == 0
+    capsys.readouterr()
+    code = main(["run", str(package), "--input", f"x={tmp_path / 'x.npy'}",
+                 "--reference", str(tmp_path / "ref.onnx")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "y: shape (2, 4), expected (1, 4) MISMATCH" in out

@@ -130,6 +130,9 @@ def test_tuning_file_through_the_command_line(tmp_path) -> None:
 @pytest.mark.parametrize("options, reason", [
     ({"kernels": {"conv1": {"bogus": 1}}}, "has no parameters ['bogus']"),
     ({"kernels": {"conv1": {"mr": 0}}}, "mr must be a positive integer"),
+    # Sizes that would have the generator or the C compiler run out of memory or time.
+    ({"kernels": {"conv1": {"mr": 100_000}}}, "ConvSchedule.mr must be at most 32"),
+    ({"ops": {"MatMul": {"unroll": 100_000}}}, "GemmSchedule.unroll must be at most 64"),
     ({"layout": "NCHW16c"}, "layout NCHW16c is not implemented"),
     ({"layout": "NWHC"}, "layout must be NCHW, NHWC or NCHW<x>c"),
     ({"vector_width": 3}, "vector_width must be one of"),

@@ -502,3 +502,35 @@ def test_model_load_errors_render_as_one_line(tmp_path):
         load_model(os.fspath(path))
 
     assert "\n" not in str(caught.value)
+
+
+def test_a_declared_output_shape_the_graph_contradicts_is_refused_naming_the_node():
+    # Declared [1, 9], computed [1, 4]: a region compiled for the declared shape would
+    # hand back memory it never wrote.
+    model = onnx_text("""
+        g (float[1, 4] x) => (float[1, 9] y) {
+          [add] y = Add(x, x)
+        }""")
+    with pytest.raises(InvalidGraphError, match=r"node name: add.*\(4\) vs \(9\)"):
+        load_model(model)
+
+
+def test_a_declared_output_type_the_graph_contradicts_is_refused():
+    model = onnx_text("""
+        g (float[1, 4] x) => (int64[1, 4] y) {
+          [add] y = Add(x, x)
+        }""")
+    with pytest.raises(InvalidGraphError, match="declared shape or type contradicts"):
+        load_model(model)
+
+
+def test_input_shapes_recompute_the_declared_output_shapes():
+    # The declared output follows the old input shape; a new batch must not contradict it.
+    model = onnx_text("""
+        g (float[1, 4] x) => (float[1, 4] y) {
+          y = Relu(x)
+        }""")
+    loaded = load_model(model, input_shapes={"x": (3, 4)})
+    assert loaded.graph.outputs[0].shape.dims == (3, 4)
+    with pytest.raises(ModelLoadError, match="must have positive dimensions"):
+        load_model(model, input_shapes={"x": (-1, 4)})

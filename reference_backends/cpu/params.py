@@ -33,6 +33,7 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
 #: Activation layouts the parameters can name. The generator emits ``NCHW`` and
@@ -60,12 +61,25 @@ class Schedule:
 
     #: Fields that must be positive integers.
     positive: ClassVar[tuple[str, ...]] = ()
+    #: Upper bounds of fields that size generated code (a register tile is spelled out
+    #: statement by statement, an unroll repeats the loop body): beyond them a tuning
+    #: record would have the generator or the C compiler run out of memory or time.
+    limits: ClassVar[Mapping[str, int]] = MappingProxyType(
+        {"mr": 32, "nv": 16, "unroll": 64, "tile_rows": 64})
 
     def validate(self) -> None:
         for name in self.positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ParamError(f"{type(self).__name__}.{name} must be a positive integer, "
+                                 f"not {value!r}")
+        self.check_limits()
+
+    def check_limits(self) -> None:
+        for name, limit in self.limits.items():
+            value = getattr(self, name, None)
+            if isinstance(value, int) and value > limit:
+                raise ParamError(f"{type(self).__name__}.{name} must be at most {limit}, "
                                  f"not {value!r}")
 
 
@@ -85,6 +99,7 @@ class LoopSchedule(Schedule):
     def validate(self) -> None:
         if self.parallel_min < 0 or self.unroll < 0:
             raise ParamError("LoopSchedule.parallel_min and unroll must be >= 0")
+        self.check_limits()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from byoc_sdk.toolchain import cuda_emulation_requested
@@ -63,6 +64,7 @@ class TileSchedule(Schedule):
     ``(bm / tm) * (bn / tn)``."""
 
     positive: ClassVar[tuple[str, ...]] = ("bm", "bn", "bk", "tm", "tn")
+    limits: ClassVar[Mapping[str, int]] = MappingProxyType({"tm": 16, "tn": 16})
     bm: int = 64
     bn: int = 64
     bk: int = 16
