@@ -65,7 +65,7 @@ class Schedule:
     #: statement by statement, an unroll repeats the loop body): beyond them a tuning
     #: record would have the generator or the C compiler run out of memory or time.
     limits: ClassVar[Mapping[str, int]] = MappingProxyType(
-        {"mr": 32, "nv": 16, "unroll": 64, "tile_rows": 64})
+        {"mr": 32, "nv": 16, "unroll": 64})
 
     def validate(self) -> None:
         for name in self.positive:
