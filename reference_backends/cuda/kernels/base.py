@@ -10,13 +10,14 @@ derived at build time (a folded BatchNormalization scale, a batch offset table) 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from reference_backends.cpu.cwriter import CWriter, c_identifier
-from reference_backends.cpu.graph import Tensor
+from reference_backends.cpu.graph import Tensor, UnsupportedError
 from reference_backends.cpu.kernels.base import (
     Kernel,
     KernelContext,
@@ -78,15 +79,17 @@ class CudaKernelContext(KernelContext):
     restrict: ClassVar[str] = "__restrict__"
 
     def scratch(self, nbytes: int, offset: int = 0, c_type: str = "float") -> str:
-        raise NotImplementedError("cuda kernels keep their temporaries in shared memory")
+        raise UnsupportedError("cuda kernels keep their temporaries in shared memory, "
+                               "not in a host scratch buffer")
 
 
 @dataclass(eq=False)
 class CudaKernel(Kernel):
     """A generated ``__global__`` function; :meth:`launch` says how it runs."""
 
+    @abc.abstractmethod
     def launch(self) -> Launch:
-        raise NotImplementedError
+        """The grid and block shape the kernel runs with."""
 
     def describe(self) -> str:
         return f"{super().describe()}; {self.launch().describe()}"

@@ -20,6 +20,7 @@ global loads coalesce whichever way an operand is laid out.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,13 +71,13 @@ class TiledGemmKernel(CudaKernel):
         p: TileSchedule = self.params
         return Launch((-(-self.n // p.bn), -(-self.m // p.bm), self.batches), p.threads)
 
+    @abc.abstractmethod
     def operands(self, ctx: KernelContext) -> tuple[Operand2D, Operand2D]:
         """A and B inside the kernel (``bt`` names the batch)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def coords(self) -> Coords:
         """Output coordinates of C's element (``m``, ``n``) of batch ``bt``."""
-        raise NotImplementedError
 
     def emit(self, w: CWriter, ctx: KernelContext) -> None:
         p: TileSchedule = self.params

@@ -8,6 +8,7 @@ neighbouring output columns, so their loads from the plane coalesce for stride 1
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 from reference_backends.cpu.cwriter import CWriter
@@ -58,16 +59,17 @@ class WindowKernel(CudaKernel):
         ``count_include_pad``."""
         return False
 
+    @abc.abstractmethod
     def begin(self, w: CWriter, ctx: KernelContext) -> None:
         """Declarations before the window loop: ``src`` (the input plane), ``acc``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def tap(self, w: CWriter, value: str) -> None:
         """Fold one in-image input ``value`` (window position ``kh``, ``kw``) in."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def result(self, ctx: KernelContext) -> str:
-        raise NotImplementedError
+        """The C expression of the window's result, from ``acc``."""
 
 
 @dataclass(eq=False)
