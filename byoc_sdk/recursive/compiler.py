@@ -40,10 +40,10 @@ class RecursiveRunError(ByocError):
 
 @dataclass
 class _Bound:
-    """One capacity's function, its reused buffers, and the function bound to them (the
-    native core checks the buffers once, at bind time, not at every call)."""
+    """One capacity's reused buffers and its function bound to them (the native core
+    checks the buffers once, at bind time, not at every call; the bound call keeps the
+    function alive)."""
 
-    function: object
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
     call: Callable[[dict], None]
@@ -125,7 +125,7 @@ class CompiledRecursiveModel:
             outputs = [np.zeros(shape, dtype) for dtype, shape in outs]
             call = function.bind(inputs, outputs, [f"in{i}" for i in range(len(inputs))],
                                  [f"out{i}" for i in range(len(outputs))])
-            bound = self._bound[cap] = _Bound(function, inputs, outputs, call)
+            bound = self._bound[cap] = _Bound(inputs, outputs, call)
         return bound
 
     def _fill(self, bound: _Bound, structures: Sequence[Structure], n: int,
