@@ -57,6 +57,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from pinning import pin_threads  # noqa: E402
 
 from byoc_sdk import build, model_zoo  # noqa: E402
 from byoc_sdk.testing import as_proto  # noqa: E402
@@ -234,6 +235,7 @@ def main() -> None:
     parser.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
                         help="activation layout inside byoc's regions (the cpu option)")
     args = parser.parse_args()
+    pin_threads(args.threads)
     how = "native function call" if args.direct else "CompiledModel.run"
     print(f"cpu kernels: byoc ({how}, layout {args.layout}) vs onnxruntime "
           f"(InferenceSession.run), {args.threads} thread(s), {args.rounds} interleaved "

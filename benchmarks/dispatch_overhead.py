@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from pinning import pin_threads  # noqa: E402
 
 from byoc_sdk import RegionPolicy, Target, build  # noqa: E402
 from byoc_sdk.testing import as_proto  # noqa: E402
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=32, help="channels of the model (b)")
     parser.add_argument("--side", type=int, default=32, help="spatial size of the model (b)")
     args = parser.parse_args(argv)
+    pin_threads(1)
     per_call(args.calls, args.rounds)
     per_step(args.runs, args.channels, args.side)
     return 0

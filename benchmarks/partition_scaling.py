@@ -30,6 +30,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from pinning import pin_threads  # noqa: E402
 
 from byoc_sdk import load_model, partition_model  # noqa: E402
 from byoc_sdk.model_zoo import block_chain  # noqa: E402
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", choices=["bound", "params", "both"], default="both",
                         help="weights as initializers (bound) or as graph inputs (params)")
     args = parser.parse_args(argv)
+    pin_threads(1)
     modes = ["bound", "params"] if args.weights == "both" else [args.weights]
     met = True
     for mode in modes:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pinning import pin_threads
 
 from byoc_sdk.recursive import (
     RecursiveModel,
@@ -321,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true", help="only the ablation table")
     parser.add_argument("--models", nargs="*", help="restrict to these models")
     args = parser.parse_args(argv)
+    pin_threads(1)
     count = 6 if args.quick else max(args.batches, 50)
     if args.ablation:
         ablation(count, args.warmup)

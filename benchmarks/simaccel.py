@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from pinning import pin_threads
 
 from byoc_sdk.testing import random_feeds, run_onnxruntime
 from reference_backends.simaccel import LIMITS
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few layers, small models")
     parser.add_argument("--repeat", type=int, default=3, help="host timings: best of N")
     args = parser.parse_args(argv)
+    pin_threads(1)
     print(f"simaccel: {LIMITS.array_rows}x{LIMITS.array_cols} array, {LIMITS.vector_lanes} "
           f"lanes, {LIMITS.sram_kib} KiB SRAM, DMA {LIMITS.dma_bytes_per_cycle} B/cycle, "
           f"{LIMITS.clock_mhz} MHz\n")
