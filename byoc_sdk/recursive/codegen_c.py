@@ -50,7 +50,7 @@ static inline float byoc_exp(float x) {
 }
 static inline float byoc_sigmoid(float x) { return 1.0f / (1.0f + byoc_exp(-x)); }
 static inline float byoc_tanh(float x) { return 2.0f / (1.0f + byoc_exp(-2.0f * x)) - 1.0f; }
-static inline float byoc_relu(float x) { return x > 0.0f ? x : 0.0f; }
+static inline float byoc_relu(float x) { return x < 0.0f ? 0.0f : x; } /* NaN stays NaN */
 """
 
 LINEARIZE_C = r"""

@@ -39,7 +39,7 @@ THREADS = 256
 DEVICE_MATH = r"""
 __device__ __forceinline__ float byoc_sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 __device__ __forceinline__ float byoc_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ float byoc_relu(float x) { return x > 0.0f ? x : 0.0f; }
+__device__ __forceinline__ float byoc_relu(float x) { return x < 0.0f ? 0.0f : x; }
 #define BYOC_CUDA_CHECK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
   snprintf(error, error_size, "CUDA: %s failed: %s", #call, cudaGetErrorString(e_)); \
   status = BYOC_DEVICE_ERROR; goto cleanup; } } while (0)

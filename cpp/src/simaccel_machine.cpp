@@ -57,6 +57,11 @@ void DenseGemm(int p, int q, int k, const float* x, const float* y, float* z) {
 
 // --- vector unit ------------------------------------------------------------------
 
+// A NaN operand gives NaN, as onnxruntime's Max, Min, Relu and Clip do (std::max and
+// std::min return their first operand when the second is NaN, hiding it).
+inline float MaxNaN(float a, float b) { return (a > b || a != a) ? a : b; }
+inline float MinNaN(float a, float b) { return (a < b || a != a) ? a : b; }
+
 template <int Op>
 inline float Apply(float a, float b, float c) {
   if constexpr (Op == kCopy) return a;
@@ -64,22 +69,22 @@ inline float Apply(float a, float b, float c) {
   if constexpr (Op == kSub) return a - b;
   if constexpr (Op == kMul) return a * b;
   if constexpr (Op == kFma) return a * b + c;
-  if constexpr (Op == kMax) return std::max(a, b);
-  if constexpr (Op == kMin) return std::min(a, b);
+  if constexpr (Op == kMax) return MaxNaN(a, b);
+  if constexpr (Op == kMin) return MinNaN(a, b);
   return 0.0f;
 }
 
 template <int A>
 inline float Activate(float x, float alpha, float beta) {
   if constexpr (A == kNone) return x;
-  if constexpr (A == kRelu) return x > 0.0f ? x : 0.0f;
+  if constexpr (A == kRelu) return MaxNaN(x, 0.0f);
   if constexpr (A == kLeakyRelu) return x >= 0.0f ? x : alpha * x;
-  if constexpr (A == kClip) return std::min(std::max(x, alpha), beta);
+  if constexpr (A == kClip) return MinNaN(MaxNaN(x, alpha), beta);
   if constexpr (A == kSigmoid) return 1.0f / (1.0f + std::exp(-x));
   if constexpr (A == kTanh) return std::tanh(x);
-  if constexpr (A == kHardSigmoid) return std::max(0.0f, std::min(1.0f, alpha * x + beta));
+  if constexpr (A == kHardSigmoid) return MaxNaN(0.0f, MinNaN(1.0f, alpha * x + beta));
   if constexpr (A == kHardSwish) {
-    return x * std::max(0.0f, std::min(1.0f, x * (1.0f / 6.0f) + 0.5f));
+    return x * MaxNaN(0.0f, MinNaN(1.0f, x * (1.0f / 6.0f) + 0.5f));
   }
   return x;
 }
@@ -353,7 +358,7 @@ void Machine::RunPool(const Instruction& in) {
         float acc = average ? 0.0f : -std::numeric_limits<float>::infinity();
         for (int64_t y = ya; y < yb; ++y) {
           const float* line = plane + y * q.src_row;
-          for (int64_t x = xa; x < xb; ++x) acc = average ? acc + line[x] : std::max(acc, line[x]);
+          for (int64_t x = xa; x < xb; ++x) acc = average ? acc + line[x] : MaxNaN(acc, line[x]);
         }
         row[ox] = average ? acc / static_cast<float>((yb - ya) * (xb - xa)) : acc;
       }

@@ -36,8 +36,10 @@ typedef float byoc_vfu __attribute__((vector_size(@VECTOR_BYTES@), aligned(4)));
 
 static inline long byoc_minl(long a, long b) { return a < b ? a : b; }
 static inline long byoc_maxl(long a, long b) { return a > b ? a : b; }
-static inline float byoc_maxf(float a, float b) { return a > b ? a : b; }
-static inline float byoc_minf(float a, float b) { return a < b ? a : b; }
+/* A NaN operand gives NaN, as in onnxruntime's Max, Min, Relu and Clip and numpy's
+   maximum (fmaxf would return the other operand and hide it). */
+static inline float byoc_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
+static inline float byoc_minf(float a, float b) { return (a < b || a != a) ? a : b; }
 /* exp, erf and tanh without libm calls and without branches, so that loops over them
    vectorize (relative error below 1e-6; exp: Cephes' polynomial, erf: its Taylor series
    below 0.5 and Abramowitz-Stegun 7.1.26 above, tanh: Taylor below 0.3). */

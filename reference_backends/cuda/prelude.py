@@ -25,8 +25,14 @@ extern "C" {
 BYOC_DEFINE_ABI_VERSION
 }
 
-static __device__ __forceinline__ float byoc_maxf(float a, float b) { return a > b ? a : b; }
-static __device__ __forceinline__ float byoc_minf(float a, float b) { return a < b ? a : b; }
+/* A NaN operand gives NaN, as in onnxruntime's Max, Min, Relu and Clip (CUDA's fmaxf
+   would return the other operand and hide it). */
+static __device__ __forceinline__ float byoc_maxf(float a, float b) {
+  return (a > b || a != a) ? a : b;
+}
+static __device__ __forceinline__ float byoc_minf(float a, float b) {
+  return (a < b || a != a) ? a : b;
+}
 static __device__ __forceinline__ float byoc_expf(float x) { return expf(x); }
 static __device__ __forceinline__ float byoc_erff(float x) { return erff(x); }
 static __device__ __forceinline__ float byoc_tanhf(float x) { return tanhf(x); }

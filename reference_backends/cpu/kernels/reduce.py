@@ -101,18 +101,28 @@ class ReduceKernel(Kernel):
         if groups and not groups[-1].reduced:
             self._emit_kept_inner(w, ctx, groups, names, xp, source, combine, coords, parallel)
             return
+        # OpenMP combines the lanes' partial maxima with a max that may drop a NaN, so
+        # the lanes skip NaNs and count them instead, and a count above zero gives NaN.
+        count_nans = combine.clause == "max"
+        result = combine.finish("acc")
         with _loops(w, kept, names, parallel):
-            w.line(f"float acc = {combine.init};")
+            w.line(f"float acc = {combine.init};" + (" int nans = 0;" if count_nans else ""))
             reduced = [g for g in groups if g.reduced]
             with _loops(w, reduced[:-1], names, ""):
                 if reduced:
                     last = reduced[-1]
                     pragma = f"omp simd reduction({combine.clause}:acc)"
+                    if count_nans:
+                        pragma += " reduction(+:nans)"
                     with w.loop(names[id(last)], last.extent, pragma=pragma):
-                        w.line(f"acc = {combine.fold('acc', f'{xp}[{source}]')};")
+                        if count_nans:
+                            w.line(f"const float v = {xp}[{source}];")
+                            w.line("nans += v != v; acc = v > acc ? v : acc;")
+                        else:
+                            w.line(f"acc = {combine.fold('acc', f'{xp}[{source}]')};")
                 else:
                     w.line(f"acc = {combine.fold('acc', f'{xp}[{source}]')};")
-            self.store(w, ctx, combine.finish("acc"), coords)
+            self.store(w, ctx, f"(nans ? NAN : {result})" if count_nans else result, coords)
 
     def _emit_kept_inner(self, w: CWriter, ctx: KernelContext, groups: list[Run],
                          names: dict[int, str], xp: str, source: str, combine: Combine,
