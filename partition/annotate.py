@@ -12,12 +12,11 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
-from byoc_sdk.errors import ByocError, describe_exception
 from byoc_sdk.node_info import NodeInfo
 from byoc_sdk.target import Target
 from partition.decision import DECISION_KEY, Decision, composite_of
 from partition.graph_index import has_subgraphs
-from partition.merge_composite import opset_of
+from partition.support import opset_of, verdict
 
 
 class AnnotateTargetPass(ir.passes.InPlacePass):
@@ -48,7 +47,7 @@ class AnnotateTargetPass(ir.passes.InPlacePass):
         accepted: list[str] = []
         declined: list[str] = []
         for target in self.targets:
-            reason = _check(target, info)
+            reason = verdict(target, info)
             if reason is None:
                 accepted.append(target.name)
             elif not accepted:
@@ -60,13 +59,3 @@ class AnnotateTargetPass(ir.passes.InPlacePass):
             return Decision(None, "no target given")
         return Decision(None, "; ".join(declined))
 
-
-def _check(target: Target, info: NodeInfo) -> str | None:
-    """``target``'s verdict on a node. A check that raises or answers something else than
-    yes or a reason declines the node, saying so: one vendor bug must not stop the
-    partitioning of a whole model, and the report shows it."""
-    try:
-        return target.check(info)
-    except Exception as exc:  # a vendor check can fail in any way
-        text = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
-        return f"{target.name}'s check of {info.op_type} failed ({text})"

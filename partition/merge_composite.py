@@ -6,6 +6,11 @@ first, over the whole graph, before any of a lower-priority target's; within a t
 larger patterns first. Roots are visited from the graph's end backwards, so a chain is
 taken by the pattern that reaches furthest down it.
 
+A pattern never takes a node that a higher-priority target accepts on its own: priority
+decides between targets that both accept a node, whether as a plain op or inside a
+composite, so a cpu fallback's patterns cannot take a model away from a vendor target
+that runs its ops one by one.
+
 Instances that are structurally identical — same ops, wiring, attributes and input
 types — call one shared function, as TVM deduplicates composite functions: a model of
 repeated blocks gets one function per distinct block, and a codegen compiles each
@@ -20,22 +25,13 @@ from typing import Any
 
 import onnx_ir as ir
 
-from byoc_sdk.node_info import is_constant
+from byoc_sdk.node_info import NodeInfo, is_constant
 from byoc_sdk.patterns import Match, Matcher
 from byoc_sdk.target import CompositePattern, Target
 from partition.decision import COMPOSITE_KEY, MEMBERS_KEY, PATTERN_KEY, CompositeInfo
 from partition.graph_index import ensure_sorted, sorted_nodes
 from partition.outline import call_instead, outline
-
-
-def opset_of(model: ir.Model, node: ir.Node) -> int | None:
-    """The opset a node runs at: its domain's version in the model."""
-    domain = node.domain or ""
-    version = model.opset_imports.get(domain)
-    if version is None and domain in ("", "ai.onnx"):
-        version = model.opset_imports.get("ai.onnx" if domain == "" else "")
-    return version
-
+from partition.support import opset_of, verdict
 
 #: ``model.meta`` key of the composite functions made so far, by (target, pattern,
 #: signature), so that composites fused later (MergeRegions re-fuses the members of a
@@ -83,9 +79,10 @@ def fuse(
     claimed: set[ir.Node] = set() if among is None else set(nodes).difference(among)
     matcher = Matcher(graph, position, claimed, lambda n: opset_of(model, n))
     found: list[tuple[Target, CompositePattern, Match, Hashable]] = []
+    taken_by_earlier = _AcceptedEarlier(model, targets)
     # Targets in priority order: a higher-priority target's patterns take nodes first,
     # anywhere in the graph, before a lower one's are tried.
-    for target in targets:
+    for rank, target in enumerate(targets):
         by_root: dict[str, list[CompositePattern]] = {}
         for composite in target.patterns:
             for op_type in composite.pattern.op_types:
@@ -99,6 +96,8 @@ def fuse(
             for composite in by_root.get(node.op_type, ()):
                 match = matcher.match(composite.pattern, node)
                 if match is None:
+                    continue
+                if taken_by_earlier.accept_any(match.nodes, rank):
                     continue
                 signature = _signature(match.nodes, match.inputs, match.outputs)
                 if _accepted(composite, match, signature, verdicts):
@@ -148,6 +147,28 @@ def forget_functions(model: ir.Model, identifiers: Collection[ir.OperatorIdentif
     shared: dict[Hashable, ir.Function] = model.meta.get(FUNCTIONS_KEY, {})
     for key in [k for k, f in shared.items() if f.identifier() in identifiers]:
         del shared[key]
+
+
+class _AcceptedEarlier:
+    """Whether a target ranked before a given one accepts a node as a plain op.
+
+    Each (target, node) question is asked once: a node is tried as part of many
+    candidate matches.
+    """
+
+    def __init__(self, model: ir.Model, targets: Sequence[Target]) -> None:
+        self.model, self.targets = model, targets
+        self.answers: dict[tuple[int, ir.Node], bool] = {}
+
+    def accept_any(self, nodes: Sequence[ir.Node], rank: int) -> bool:
+        return any(self.accepts(earlier, node) for node in nodes for earlier in range(rank))
+
+    def accepts(self, rank: int, node: ir.Node) -> bool:
+        answer = self.answers.get((rank, node))
+        if answer is None:
+            info = NodeInfo(node, opset_of(self.model, node))
+            answer = self.answers[rank, node] = verdict(self.targets[rank], info) is None
+        return answer
 
 
 def _free_name(model: ir.Model, domain: str, pattern: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import onnx_ir as ir
 import pytest
 
-from byoc_sdk import PatternError, any_input, const, op, optional
+from byoc_sdk import PatternError, RegionPolicy, any_input, const, op, optional, partition_model
 from byoc_sdk.target import describe_pattern
 from byoc_sdk.testing import onnx_text
 from partition.decision import composite_of
@@ -26,8 +26,13 @@ CONV = """
 
 def composites(text, target) -> dict[str, list[str]]:
     """Composite name -> the original node names it holds, after MergeComposite."""
+    return composites_for(text, [target])
+
+
+def composites_for(text, targets) -> dict[str, list[str]]:
+    """:func:`composites` with several targets, in priority order."""
     model = ir.from_proto(onnx_text(text))
-    MergeCompositePass([target])(model)
+    MergeCompositePass(targets)(model)
     return {
         node.name: list(composite_of(node).members)
         for node in model.graph
@@ -241,6 +246,43 @@ def test_a_higher_priority_target_wins_even_when_a_lower_ones_pattern_roots_furt
     MergeCompositePass([high, low])(model)
     calls = {n.name: n.domain for n in model.graph if composite_of(n) is not None}
     assert calls == {"mm_add_0": "byoc.high.composite"}
+
+
+MM_ADD_TANH = """
+    g (float[2,4] x) => (float[2,4] y)
+    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+      [mm] m = MatMul(x, w)
+      [add] a = Add(m, b)
+      [tanh] y = Tanh(a)
+    }"""
+
+
+def fallback_with_pattern(make_target):
+    low = make_target("cpu_like", ["MatMul", "Add", "Tanh"], priority=0)
+    low.pattern("mm_add_tanh", op("Tanh", op("Add", op("MatMul", any_input(), const()),
+                                             const())))
+    return low
+
+
+def test_a_lower_targets_pattern_leaves_alone_what_a_higher_target_runs_op_by_op(make_target):
+    # The vendor declares no patterns; a cpu-like fallback's pattern must not take the
+    # model from it by fusing first.
+    vendor = make_target("vendor", ["MatMul", "Add", "Tanh"], priority=10)
+    result = partition_model(ir.from_proto(onnx_text(MM_ADD_TANH)),
+                             [vendor, fallback_with_pattern(make_target)],
+                             policy=RegionPolicy.keep_all())
+    placed = {n.name: (n.target, n.composite) for n in result.report.nodes}
+    assert placed == {"mm": ("vendor", None), "add": ("vendor", None),
+                      "tanh": ("vendor", None)}
+
+
+def test_a_lower_targets_pattern_still_fuses_what_no_higher_target_accepts(make_target):
+    vendor = make_target("vendor", ["Relu"], priority=10)
+    assert composites_for(MM_ADD_TANH, [vendor, fallback_with_pattern(make_target)]) == {
+        "mm_add_tanh_0": ["mm", "add", "tanh"]}
+    # ...but not a match holding one node the vendor accepts.
+    vendor = make_target("vendor", ["Tanh"], priority=10)
+    assert composites_for(MM_ADD_TANH, [vendor, fallback_with_pattern(make_target)]) == {}
 
 
 def test_string_attrs_compare_with_the_schema_default_too(make_target):

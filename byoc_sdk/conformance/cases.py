@@ -649,8 +649,8 @@ def _pattern_verdict(
     would fuse this instance into ``composite``, as MergeComposite decides it."""
     from byoc_sdk.loader import load_model
     from byoc_sdk.patterns import Matcher
-    from partition.merge_composite import opset_of
     from partition.prepare import PrepareGraphPass
+    from partition.support import opset_of
 
     ir_model = load_model(model)
     PrepareGraphPass()(ir_model)
