@@ -42,7 +42,8 @@ def test_claimed_cases_are_what_the_check_accepts() -> None:
     claimed, declined = cases.op_cases(_relu_target(), "", "Relu",
                                        _relu_target().ops[("", "Relu")])
     assert claimed and all(c.category == "op" and c.dtype == "float32" for c in claimed)
-    assert [c.id for c in claimed] == ["Relu-2x3-f32", "Relu-1x3x4x4-f32", "Relu-7-f32"]
+    assert [c.id for c in claimed] == ["Relu-2x8-special-f32", "Relu-2x3-f32",
+                                       "Relu-1x3x4x4-f32", "Relu-7-f32"]
     reasons = {c.reason for c in declined}
     assert "relutest runs Relu on float32, not float16" in reasons
     assert any("needs static shapes" in r for r in reasons)
@@ -81,7 +82,7 @@ def test_generation_is_deterministic_and_feeds_match_the_model() -> None:
     second = cases.generate(_relu_target())
     assert [c.id for c in first.claimed_ops] == [c.id for c in second.claimed_ops]
     for a, b in zip(first.claimed_ops, second.claimed_ops, strict=True):
-        assert all(np.array_equal(a.feeds[k], b.feeds[k]) for k in a.feeds)
+        assert all(np.array_equal(a.feeds[k], b.feeds[k], equal_nan=True) for k in a.feeds)
         inputs = [i.name for i in a.model.graph.input]
         assert sorted(inputs) == sorted(a.feeds)
 
@@ -93,6 +94,11 @@ def test_value_ranges_suit_the_op() -> None:
     (sample,) = [s for s in samples_for("Gather") if s.label == "5x4-axis0"]
     _, feeds = cases.sample_model(sample, "float32", 21, seed=3)
     assert feeds["x1"].dtype == np.int64 and feeds["x1"].min() >= 0 and feeds["x1"].max() < 5
+    (sample,) = [s for s in samples_for("Max") if s.label.endswith("-special")]
+    _, feeds = cases.sample_model(sample, "float32", 21, seed=3)
+    special = feeds["x0"]
+    assert np.isnan(special).any() and np.isposinf(special).any() and np.isneginf(special).any()
+    assert np.isfinite(feeds["x1"]).all()  # the other operand is plain
 
 
 def test_ops_outside_the_catalogue_are_reported_uncovered() -> None:

@@ -232,6 +232,12 @@ def _draw_floats(rng: np.random.Generator, spec: Input, shape: Shape) -> np.ndar
             return rng.uniform(0.5, 2.0, shape) * np.where(rng.random(shape) < 0.5, -1, 1)
         case "exponent":
             return rng.uniform(-2.0, 2.0, shape)
+        case "special":
+            values = rng.standard_normal(shape)
+            flat = values.reshape(-1)  # a view: writes land in values
+            places = rng.permutation(flat.size)[:max(3, flat.size // 4)]
+            flat[places] = np.resize([np.nan, np.inf, -np.inf], len(places))
+            return values
         case _:
             return rng.standard_normal(shape)
 

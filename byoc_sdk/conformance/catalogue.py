@@ -22,8 +22,10 @@ Shape = tuple[int, ...]
 
 #: How input values are drawn: "normal" (standard normal; small integers), "positive"
 #: (away from zero, above it), "nonzero" (away from zero, either sign), "exponent"
-#: (for Pow: small, non-negative for integers).
-Values = Literal["normal", "positive", "nonzero", "exponent"]
+#: (for Pow: small, non-negative for integers), "special" (standard normal with NaN, +inf
+#: and -inf among the values: they must come out where onnxruntime puts them; integers
+#: draw as "normal").
+Values = Literal["normal", "positive", "nonzero", "exponent", "special"]
 
 #: Where an input comes from: "data" is a graph input; "weight" an initializer that a
 #: variant may turn into a graph input (a run-time weight); "param" an initializer that is
@@ -423,8 +425,33 @@ def _fixed() -> dict[str, list[Sample]]:
 FIXED: dict[str, list[Sample]] = _fixed()
 
 
+#: Ops whose answers for NaN and infinities onnxruntime gives consistently (NaN in, NaN
+#: out; Relu, Max and Min included), tried on such values first: a kernel that
+#: computes max as ``a > b ? a : b`` or with ``fmaxf`` turns a NaN into a number and
+#: hides it.
+SPECIAL_VALUES_OPS = frozenset({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid",
+                                "HardSwish", "Abs", "Neg", "Exp", "Clip", "Max", "Min",
+                                "Add", "Mul"})
+SPECIAL_SHAPE: Shape = (2, 8)
+
+
+def _special(op_type: str) -> Sample:
+    """``op_type`` on a first input holding NaN and both infinities."""
+    rest: tuple[Input | None, ...] = ()
+    since = 13  # Clip with its bounds as inputs
+    if op_type == "Clip":
+        rest = (w(fixed=(-1.0,)), w(fixed=(1.0,)))
+    elif op_type in _BINARY:
+        rest, since = (x(*SPECIAL_SHAPE),), _BINARY[op_type][1]
+    else:
+        since = _UNARY[op_type][3]
+    return Sample(op_type, dims(SPECIAL_SHAPE) + "-special",
+                  (x(*SPECIAL_SHAPE, values="special"), *rest), {}, since, variant="-special")
+
+
 def samples_for(op_type: str, domain: str = "") -> list[Sample]:
-    """Every sample of an op standing alone (empty for ops the catalogue lacks)."""
+    """Every sample of an op standing alone (empty for ops the catalogue lacks); the
+    special-values one first, so that the case picking keeps it."""
     if domain not in ("", "ai.onnx"):
         return []
     if op_type in FIXED:
@@ -432,4 +459,5 @@ def samples_for(op_type: str, domain: str = "") -> list[Sample]:
     make = GENERIC.get(op_type)
     if make is None:
         return []
-    return [sample for shape in GENERIC_SHAPES for sample in make(shape, 0)]
+    special = [_special(op_type)] if op_type in SPECIAL_VALUES_OPS else []
+    return special + [sample for shape in GENERIC_SHAPES for sample in make(shape, 0)]

@@ -19,8 +19,10 @@ from .about import DENSE_RELU, TARGET
 from .lowering import BINARY, UNARY, Program, Step, broadcast_kind, lower
 
 #: C expressions of the ops; {a} and {b} stand for the operands' element expressions.
+#: Max, Min and Relu go through the helpers in HELPERS_C, which keep a NaN operand as
+#: onnxruntime does (fmaxf and fminf return the other operand and would hide it).
 UNARY_C = {
-    "Relu": "fmaxf({a}, 0.0f)",
+    "Relu": "nan_max({a}, 0.0f)",
     "Sigmoid": "1.0f / (1.0f + expf(-{a}))",
     "Tanh": "tanhf({a})",
     "Abs": "fabsf({a})",
@@ -32,9 +34,13 @@ BINARY_C = {
     "Sub": "{a} - {b}",
     "Mul": "{a} * {b}",
     "Div": "{a} / {b}",
-    "Max": "fmaxf({a}, {b})",
-    "Min": "fminf({a}, {b})",
+    "Max": "nan_max({a}, {b})",
+    "Min": "nan_min({a}, {b})",
 }
+HELPERS_C = [
+    "static inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }",
+    "static inline float nan_min(float a, float b) { return (a < b || a != a) ? a : b; }",
+]
 assert set(UNARY_C) == set(UNARY) and set(BINARY_C) == set(BINARY)
 
 
@@ -71,7 +77,7 @@ class _Writer:
     def write(self) -> str:
         self.lines = [f"/* {TARGET}: generated for region {_comment(self.program.region)} */",
                       "#include <math.h>", "#include <stdlib.h>", '#include "byoc/abi.h"', "",
-                      "BYOC_DEFINE_ABI_VERSION", ""]
+                      "BYOC_DEFINE_ABI_VERSION", *HELPERS_C, ""]
         self.write_init()
         self.write_entry()
         return "\n".join(self.lines) + "\n"
@@ -143,7 +149,7 @@ class _Writer:
         out, a, b = self.var[step.output], self.var[x], self.var[w]
         value = "acc"
         if step.op == DENSE_RELU:
-            value = f"fmaxf(acc + {self.element(step.inputs[2], (n,), index='j')}, 0.0f)"
+            value = f"nan_max(acc + {self.element(step.inputs[2], (n,), index='j')}, 0.0f)"
         self.lines += [
             f"  /* {step.op}: ({rows} x {k}) @ ({k} x {n}) */",
             f"  for (int64_t r = 0; r < {rows}; ++r) {{",
