@@ -8,6 +8,8 @@ traceback instead. Progress goes to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 import traceback
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from byoc_sdk.conformance.commands import cmd_conformance, cmd_new_backend
-from byoc_sdk.errors import ByocError, describe_exception
+from byoc_sdk.errors import ByocError, OnnxRuntimeError, onnxruntime_reason
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
@@ -66,6 +68,36 @@ def _writable(path: Path, what: str) -> Path:
     return path
 
 
+def _writable_folder(path: Path, what: str) -> Path:
+    """Refuse up front a folder that cannot be made or written (it is a file, or lies
+    under one, or its nearest existing folder is read-only), before the work is done."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "it is" if existing == path else f"{existing} is"
+        raise ByocError(f"cannot write the {what}: {where} a file, not a folder",
+                        file=str(path))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ByocError(f"cannot write the {what}: folder {existing} is not writable",
+                        file=str(path))
+    return path
+
+
+def _distinct(args: argparse.Namespace, *paths: tuple[str, str | Path | None]) -> None:
+    """Refuse, as a usage error, two of ``paths`` (option, path) that name one file: the
+    later write would replace the earlier one's file, or the input it was made from."""
+    seen: dict[Path, str] = {}
+    for option, path in paths:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            args.usage_error(f"argument {option}: {path} is the same file as {seen[key]}, "
+                             "which it would overwrite; give another path")
+        seen[key] = option
+
+
 def _write(path: Path, what: str, write: Callable[[Path], None]) -> None:
     try:
         write(path)
@@ -73,10 +105,35 @@ def _write(path: Path, what: str, write: Callable[[Path], None]) -> None:
         raise ByocError(f"cannot write the {what}: {exc.strerror or exc}", file=str(path)) from exc
 
 
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        # Raised as ArgumentTypeError, argparse shows this message, not the type's name.
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+    return value
+
+
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return _integer(text, 1)
+
+
+def _seed(text: str) -> int:
+    # numpy's generators take no negative seed (they would fail only once the package
+    # has been loaded).
+    return _integer(text, 0)
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    # A negative tolerance fails every comparison, and NaN makes numpy warn and fail.
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {text}")
     return value
 
 
@@ -85,6 +142,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
     from partition.pipeline import partition_model
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.partitioned.onnx")
+    _distinct(args, ("the model", args.model), ("--output", output), ("--dot", args.dot))
     _writable(output, "partitioned model")
     dot = _writable(Path(args.dot), "Graphviz file") if args.dot else None
     policy = _policy(args)
@@ -132,6 +190,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from byoc_sdk.build import build
 
     output = Path(args.output) if args.output else Path(f"{Path(args.model).stem}.byoc")
+    _distinct(args, ("the model", args.model), ("--output", output))
     _writable(output, "package")
     tuning = None
     if args.tuning:
@@ -139,6 +198,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             tuning = json.loads(Path(args.tuning).read_text())
         except (OSError, ValueError) as exc:
             raise ByocError(f"cannot read tuning records: {exc}", file=args.tuning) from exc
+        # {region: {option: value}}: anything else would fail deep in the codegen options.
+        if not isinstance(tuning, dict) or not all(isinstance(v, dict) for v in tuning.values()):
+            raise ByocError("tuning records must be a JSON object of objects, "
+                            '{"region": {"option": value}}', file=args.tuning)
     model, say = _load_with_progress(args, input_shapes=dict(args.input_shape or []) or None)
     compiled = build(
         model, args.target, strict=args.strict, policy=_policy(args), tuning=tuning,
@@ -183,8 +246,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from byoc_sdk.runtime import CompiledModel, Profile
 
+    _distinct(args, ("the package", args.package), ("--profile", args.profile))
     if args.profile:
         _writable(Path(args.profile), "profile")
+    if args.save_outputs:
+        _writable_folder(Path(args.save_outputs), "outputs")
     compiled = CompiledModel.load(args.package)
     feeds = _feeds(args, compiled)
     profile = Profile()
@@ -209,9 +275,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.profile} (open in chrome://tracing or ui.perfetto.dev)")
     if args.save_outputs:
         folder = Path(args.save_outputs)
-        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder, "outputs", lambda path: path.mkdir(parents=True, exist_ok=True))
         for name, array in outputs.items():
-            np.save(folder / f"{name.replace('/', '_')}.npy", array)
+            file = folder / f"{name.replace('/', '_')}.npy"
+            _write(file, f"output '{name}'", lambda path, array=array: np.save(path, array))
     if args.check or args.reference:
         return _check(args, compiled, feeds, outputs)
     return EXIT_OK
@@ -230,8 +297,10 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
     try:
         expected = run_onnxruntime(reference, feeds)
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ByocError(f"onnxruntime cannot run {label} on these inputs: "
-                        f"{describe_exception(exc)}") from exc
+        what = "the reference model" if args.reference else label  # the file is named
+        raise OnnxRuntimeError(f"onnxruntime cannot run {what} on these inputs: "
+                               f"{onnxruntime_reason(exc)}",
+                               file=args.reference or args.package) from exc
     print(f"\ncheck against onnxruntime on {label} (rtol {args.rtol}, atol {args.atol}):")
     ok = True
     for name, want in expected.items():
@@ -373,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--explain", action="store_true", help="say for every node why it went where")
     part.add_argument("--json", action="store_true", help="print the report as JSON")
     part.add_argument("--dot", metavar="FILE", help="write a Graphviz view coloured by target")
-    part.set_defaults(run=cmd_partition)
+    part.set_defaults(run=cmd_partition, usage_error=part.error)
 
     bld = commands.add_parser(
         "build", parents=[common, partitioning],
@@ -388,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fail instead of falling back to the host when a region cannot build")
     bld.add_argument("--tuning", metavar="FILE.json",
                      help="tuned codegen parameters per region: {region: {option: value}}")
-    bld.set_defaults(run=cmd_build)
+    bld.set_defaults(run=cmd_build, usage_error=bld.error)
 
     run = commands.add_parser(
         "run", parents=[common], help="run a package",
@@ -399,17 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input (.npy)")
     run.add_argument("--random-inputs", action="store_true",
                      help="random values for inputs not given with --input")
-    run.add_argument("--seed", type=int, default=0, help="seed of --random-inputs")
+    run.add_argument("--seed", type=_seed, default=0, help="seed of --random-inputs")
     run.add_argument("--repeat", type=_positive, default=1, help="run N times (timing)")
     run.add_argument("--check", action="store_true",
                      help="compare with onnxruntime on the package's partitioned model")
     run.add_argument("--reference", metavar="MODEL.onnx",
                      help="compare with onnxruntime on this (original) model")
-    run.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of --check")
-    run.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of --check")
+    run.add_argument("--rtol", type=_tolerance, default=1e-4,
+                     help="relative tolerance of --check")
+    run.add_argument("--atol", type=_tolerance, default=1e-5,
+                     help="absolute tolerance of --check")
     run.add_argument("--profile", metavar="FILE.json", help="write a Chrome trace of the steps")
     run.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/NAME.npy")
-    run.set_defaults(run=cmd_run)
+    run.set_defaults(run=cmd_run, usage_error=run.error)
 
     ins = commands.add_parser("inspect", parents=[common], help="show what is inside a package")
     ins.add_argument("package", help=".byoc package")

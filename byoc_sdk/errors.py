@@ -7,6 +7,7 @@ region, whichever apply. The command line prints that line and exits with code 2
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -101,3 +102,29 @@ class PatternError(ByocError):
 
 class PartitionError(ByocError):
     """A pass could not produce a valid partitioned model."""
+
+
+class OnnxRuntimeError(ByocError):
+    """onnxruntime refused a model that byoc's checks (onnx's) accepted: the host step it
+    was to run, or a reference model to check against."""
+
+
+#: onnxruntime's status prefix, "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : ".
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+#: A C++ source location and the function signature after it, which onnxruntime puts
+#: in front of a kernel's own words ("/onnxruntime_src/.../upsamplebase.h:370
+#: onnxruntime::UpsampleMode onnxruntime::UpsampleBase::StringToUpsampleMode(const
+#: std::string&) mode attribute is bogus..."); left in place if the signature is odd.
+_CXX_WHERE = re.compile(
+    r"/\S+\.(?:h|hpp|cc|cpp|cu|cuh):\d+ (?:[^()\s][^()]*\([^()]*\)(?: const)? )?"
+)
+
+
+def onnxruntime_reason(exc: BaseException) -> str:
+    """The reason onnxruntime gave in ``exc``, for an error line: its first non-empty
+    line, without the status prefix or the C++ source location (``--debug`` still shows
+    the whole message in the traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return describe_exception(exc)
+    return _CXX_WHERE.sub("", _ORT_STATUS.sub("", lines[0])).strip() or lines[0]

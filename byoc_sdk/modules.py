@@ -79,6 +79,13 @@ def vendor_runner(
     return run, runtime
 
 
+#: onnxruntime's log severity for the sessions byoc makes: fatal only (4). Whatever goes
+#: wrong in one also raises, and byoc reports that itself in one line naming the step;
+#: ERROR lines would repeat it, unasked, before byoc's own, and WARNING lines would be
+#: about the sub-models byoc cuts out for host steps, which the user never wrote.
+SESSION_LOG_SEVERITY = 4
+
+
 class HostSession:
     """An onnxruntime session over one host step's model, made once.
 
@@ -93,6 +100,7 @@ class HostSession:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.log_severity_level = SESSION_LOG_SEVERITY  # runs log at the session's level
         # The sub-models are small and made on load: full optimisation pays back at run
         # time.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -200,13 +208,14 @@ def region_runner(region, store: Mapping[str, np.ndarray]) -> tuple[Runner, Any]
 
 def assemble(
     contents,
-    source: str = "<build>",
+    source: str | None = None,
     runners: Mapping[str, tuple] | None = None,
     host_threads: int = 0,
     model=None,
 ):
     """A :class:`~byoc_sdk.runtime.CompiledModel` from build results (fresh or loaded).
 
+    ``source`` is the package file errors name (``None`` for a fresh build).
     ``runners`` are regions' runners made already (by the build, which loads each
     module to check it); the others are made here. ``host_threads`` sets onnxruntime's
     intra-op threads for host steps (0: its default, one per core). ``model`` is the
@@ -216,7 +225,7 @@ def assemble(
     import onnx_ir as ir
 
     from byoc_sdk.bulk import bulk_allocation
-    from byoc_sdk.errors import ByocError, describe_exception
+    from byoc_sdk.errors import ByocError, OnnxRuntimeError, describe_exception, onnxruntime_reason
     from byoc_sdk.runtime import CompiledModel, Step
     from byoc_sdk.schedule import host_model, plan_steps
 
@@ -249,7 +258,18 @@ def assemble(
                 step.bind = bind_native(runner, step.inputs, step.outputs)
         else:
             inputs = tuple(n for n in plan.inputs if n not in initializers)
-            session = HostSession(host_model(contents.model, plan), inputs, host_threads)
+            step_model = host_model(contents.model, plan)
+            try:
+                session = HostSession(step_model, inputs, host_threads)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                # The loader's checks are onnx's; onnxruntime may still refuse a model
+                # they pass (an attribute value a kernel rejects, a type it has no kernel
+                # for). No host can run the step: the model is what needs fixing.
+                raise OnnxRuntimeError(
+                    f"onnxruntime cannot run host step {plan.name} "
+                    f"({_node_names(contents.model, plan.nodes)}): {onnxruntime_reason(exc)}",
+                    file=source, target="host", region=plan.name,
+                ) from exc
             step = Step(index, plan.kind, plan.name, "host", inputs, plan.outputs, session)
             # A step making graph outputs stays unbound: onnxruntime writes a value into a
             # buffer of its own more cheaply than into a caller's (a final Identity just
@@ -259,3 +279,11 @@ def assemble(
         steps.append(step)
     constants = {name: contents.constants[sha] for name, sha in contents.step_constants.items()}
     return CompiledModel(steps, contents.inputs, contents.outputs, constants, contents)
+
+
+def _node_names(model: onnx.ModelProto, positions: Sequence[int], most: int = 3) -> str:
+    """The main-graph nodes at ``positions``, for a message: "nodes a, b, c and 4 more"."""
+    names = [model.graph.node[i].name or f"#{i}" for i in positions]
+    shown = ", ".join(names[:most])
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"node{'s' if len(names) > 1 else ''} {shown}{more}"

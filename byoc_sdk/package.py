@@ -23,20 +23,23 @@ from its sources when a compiler is at hand.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import platform
+import re
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import onnx
 
-from byoc_sdk.codegen import Artifact, Binary, CSource, JsonGraph, TensorSpec
+from byoc_sdk.codegen import ARTIFACT_TYPES, Artifact, Binary, CSource, JsonGraph, TensorSpec
 from byoc_sdk.errors import ByocError
 from byoc_sdk.loader import attribute_graphs
 from byoc_sdk.report import PartitionReport
@@ -269,6 +272,187 @@ def _safe_member(name: str, label: str) -> None:
                            file=label)
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: How each JSON type is named in an error.
+_ARTICLES = {"object": "an object", "array": "an array", "string": "a string",
+             "integer": "an integer", "number": "a number", "boolean": "a boolean",
+             "null": "null"}
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of ``value``'s type, as json.loads makes them (a bool is no integer)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, types in (("integer", int), ("number", float), ("string", str),
+                        ("array", list), ("object", dict)):
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__
+
+
+def _a(kind: str) -> str:
+    return _ARTICLES.get(kind, kind)
+
+
+def _item(path: str, key: str) -> str:
+    """The path of ``key`` in the object at ``path``, quoted: keys hold dots and slashes
+    (``members["regions/cpu_0/graph.json"]``)."""
+    return f"{path}[{json.dumps(key)}]"
+
+
+@functools.cache
+def _dtype_names() -> frozenset[str]:
+    """Every dtype name byoc writes into a spec (those of all ONNX element types)."""
+    import onnx_ir as ir
+
+    from byoc_sdk.node_info import dtype_name
+
+    return frozenset(dtype_name(t) for t in ir.DataType if t != ir.DataType.UNDEFINED)
+
+
+class _ManifestCheck:
+    """Checks every field of a manifest (its presence, JSON type and cross-references)
+    before anything reads it: a hand-damaged manifest is then one PackageError naming the
+    package file and the field (``regions[0].entry``), never a KeyError or TypeError
+    from deep inside the loader. Fields byoc does not know are left alone."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, path: str | None, problem: str) -> NoReturn:
+        where = f"field '{path}'" if path else "it"
+        raise PackageError(f"manifest.json is damaged: {where} {problem}", file=self.label)
+
+    def field(self, obj: dict[str, Any], key: str, *kinds: str, path: str = "",
+              optional: bool = False) -> Any:
+        """``obj[key]`` if its JSON type is one of ``kinds``."""
+        full = f"{path}.{key}" if path else key
+        if key not in obj:
+            if optional:
+                return None
+            self.fail(full, "is missing")
+        return self.value(obj[key], full, *kinds)
+
+    def value(self, value: Any, path: str, *kinds: str) -> Any:
+        found = _json_type(value)
+        if found not in kinds:
+            wanted = " or ".join(_a(k) for k in kinds)
+            self.fail(path, f"should be {wanted}, not {_a(found)}")
+        return value
+
+    def strings(self, obj: dict[str, Any], key: str, path: str = "") -> list[str]:
+        full = f"{path}.{key}" if path else key
+        items = self.field(obj, key, "array", path=path)
+        for i, item in enumerate(items):
+            self.value(item, f"{full}[{i}]", "string")
+        return items
+
+    def string_map(self, obj: dict[str, Any], key: str, path: str = "") -> dict[str, str]:
+        full = f"{path}.{key}" if path else key
+        items = self.field(obj, key, "object", path=path)
+        for name, item in items.items():
+            self.value(item, _item(full, name), "string")
+        return items
+
+    def shape(self, obj: dict[str, Any], path: str, lowest: int) -> None:
+        """A list of integers of at least ``lowest`` (-1 marks a dynamic dimension)."""
+        dims = self.field(obj, "shape", "array", path=path)
+        for i, dim in enumerate(dims):
+            if self.value(dim, f"{path}.shape[{i}]", "integer") < lowest:
+                self.fail(f"{path}.shape[{i}]", f"is {dim}, below {lowest}")
+
+    def spec(self, value: Any, path: str) -> None:
+        """A :class:`TensorSpec` as ``to_json`` writes it."""
+        self.value(value, path, "object")
+        self.field(value, "name", "string", path=path)
+        dtype = self.field(value, "dtype", "string", path=path)
+        if dtype not in _dtype_names():
+            self.fail(f"{path}.dtype", f"is '{dtype}', not an ONNX element type")
+        self.shape(value, path, -1)
+        self.field(value, "sha256", "string", "null", path=path, optional=True)
+
+    def specs(self, obj: dict[str, Any], key: str, path: str = "") -> None:
+        full = f"{path}.{key}" if path else key
+        for i, item in enumerate(self.field(obj, key, "array", path=path)):
+            self.spec(item, f"{full}[{i}]")
+
+    def constant_ref(self, sha: str, path: str, constants: dict[str, Any]) -> None:
+        if sha not in constants:
+            self.fail(path, f"names constant '{sha}', which 'constants' does not list")
+
+    def manifest(self, manifest: dict[str, Any]) -> None:
+        members = self.string_map(manifest, "members")
+        for name, digest in members.items():
+            if not _SHA256.fullmatch(digest):
+                self.fail(_item("members", name), "should be a sha256 (64 hex digits)")
+        self.field(manifest, "byoc_version", "string")
+        self.field(self.field(manifest, "platform", "object"), "tag", "string", path="platform")
+        self.string_map(manifest, "targets")
+        self.specs(manifest, "inputs")
+        self.strings(manifest, "outputs")
+        constants = self.field(manifest, "constants", "object")
+        for sha, info in constants.items():
+            path = _item("constants", sha)
+            self.value(info, path, "object")
+            dtype = self.field(info, "dtype", "string", path=path)
+            try:  # stored from a numpy array, so numpy (with ml_dtypes) must know it
+                np.dtype(dtype)
+            except TypeError:
+                self.fail(f"{path}.dtype", f"is '{dtype}', not a numpy dtype")
+            self.shape(info, path, 0)
+            if f"constants/{sha}.bin" not in members:
+                self.fail(path, f"has no member constants/{sha}.bin in 'members'")
+        for name, sha in self.string_map(manifest, "step_constants").items():
+            self.constant_ref(sha, _item("step_constants", name), constants)
+        seen: set[str] = set()
+        for i, entry in enumerate(self.field(manifest, "regions", "array")):
+            self.region(entry, f"regions[{i}]", constants, members, seen)
+
+    def region(self, entry: Any, path: str, constants: dict[str, Any],
+               members: dict[str, str], seen: set[str]) -> None:
+        self.value(entry, path, "object")
+        name = self.field(entry, "name", "string", path=path)
+        if name in seen:
+            self.fail(f"{path}.name", f"repeats region name '{name}'")
+        seen.add(name)
+        self.field(entry, "target", "string", path=path)
+        status = self.field(entry, "status", "string", path=path)
+        if status not in ("compiled", "fallback"):
+            self.fail(f"{path}.status", f"is '{status}', not 'compiled' or 'fallback'")
+        self.field(entry, "reason", "string", path=path)
+        kind = self.field(entry, "kind", "string", "null", path=path, optional=True)
+        if "inputs" in entry or "outputs" in entry or status == "compiled":
+            self.specs(entry, "inputs", path)
+            self.specs(entry, "outputs", path)
+        if status != "compiled":
+            return  # a fallback keeps no artifact: the host runs its ONNX function
+        if kind not in ARTIFACT_TYPES:
+            self.fail(f"{path}.kind", f"is {json.dumps(kind)}, not one of "
+                      f"{', '.join(sorted(ARTIFACT_TYPES))}")
+        bound = self.string_map(entry, "constants", path)
+        for constant, sha in bound.items():
+            self.constant_ref(sha, _item(f"{path}.constants", constant), constants)
+        for i, constant in enumerate(self.strings(entry, "init_constants", path)):
+            if constant not in bound:
+                self.fail(f"{path}.init_constants[{i}]",
+                          f"names '{constant}', which '{path}.constants' does not bind")
+        base = f"regions/{name}"
+        if kind == "c_source":
+            for key in ("entry", "language"):
+                self.field(entry, key, "string", path=path)
+            self.strings(entry, "flags", path)
+            needed = [f"{base}/src/{source}" for source in self.strings(entry, "sources", path)]
+        else:
+            self.field(entry, "runtime", "string", path=path)
+            needed = [f"{base}/graph.json" if kind == "json" else f"{base}/program.bin"]
+        for member in needed:
+            if member not in members:
+                self.fail(path, f"needs member {member}, which 'members' does not list")
+
+
 def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The verified manifest and members of a package."""
     label = str(path)
@@ -288,15 +472,22 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             manifest = json.loads(zf.read("manifest.json"))
         except (ValueError, zipfile.BadZipFile) as exc:
             raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
+        check = _ManifestCheck(label)
+        if not isinstance(manifest, dict):
+            check.fail(None, f"should hold a JSON object, not {_a(_json_type(manifest))}")
         if manifest.get("format") != FORMAT:
             raise PackageError("not a byoc package (wrong format field)", file=label)
-        if manifest.get("format_version") != FORMAT_VERSION:
+        version = check.field(manifest, "format_version", "integer")
+        if version != FORMAT_VERSION:
             raise PackageError(
-                f"package format version {manifest.get('format_version')} is not supported "
+                f"package format version {version} is not supported "
                 f"(this byoc reads version {FORMAT_VERSION}); rebuild it with this byoc",
                 file=label,
             )
-        listed = manifest.get("members", {})
+        # Every field is checked before any is used, so that a hand-edited manifest gets
+        # one error naming the field, not a KeyError from wherever it is first read.
+        check.manifest(manifest)
+        listed = manifest["members"]
         unlisted = sorted(set(names) - set(listed) - {"manifest.json"})
         if unlisted:
             raise PackageError(f"members not in the manifest: {unlisted}", file=label)
@@ -325,10 +516,12 @@ def load_package(path: Path, host_threads: int = 0):
     try:
         store = {sha: _constant(sha, info, members, label)
                  for sha, info in manifest["constants"].items()}
-        model = onnx.load_model_from_string(_member(members, "model.onnx", label))
+        model = _model(_member(members, "model.onnx", label), label)
+        _check_interface(manifest, model, label)
         for tensor in _all_tensors(model):
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                location = next(e.value for e in tensor.external_data if e.key == "location")
+                location = next((e.value for e in tensor.external_data
+                                 if e.key == "location"), "")
                 sha = PurePosixPath(location).stem
                 if sha not in store:
                     raise PackageError(f"model.onnx refers to constant '{location}', which the "
@@ -348,11 +541,37 @@ def load_package(path: Path, host_threads: int = 0):
             report=BuildReport(None, regions),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        # The manifest is checked only as a whole (its members by hash): a manifest that
-        # is well-formed JSON but inconsistent must still get one clear error.
+        # read_package checked every field on its own; this is the last net for what
+        # only shows when the members are put together, so that it still gets one line.
         raise PackageError(f"manifest.json is inconsistent: {type(exc).__name__}: {exc}",
                            file=label) from exc
     return assemble(contents, source=label, host_threads=host_threads)
+
+
+def _model(data: bytes, label: str) -> onnx.ModelProto:
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load_model_from_string(data)
+    except DecodeError as exc:  # only a package rewritten with fresh checksums gets here
+        raise PackageError(f"member 'model.onnx' is not an ONNX model: {exc}",
+                           file=label) from exc
+
+
+def _check_interface(manifest: dict[str, Any], model: onnx.ModelProto, label: str) -> None:
+    """The manifest's inputs and outputs must be model.onnx's: the runtime checks feeds
+    against the manifest and hands out model.onnx's values, so a mismatch would surface
+    as a missing value in some step instead of as the damage it is."""
+    initializers = {t.name for t in model.graph.initializer}
+    interface = (
+        ("inputs", [s["name"] for s in manifest["inputs"]],
+         [i.name for i in model.graph.input if i.name not in initializers]),
+        ("outputs", list(manifest["outputs"]), [o.name for o in model.graph.output]),
+    )
+    for key, listed, actual in interface:
+        if listed != actual:
+            raise PackageError(f"manifest.json is damaged: field '{key}' lists {listed}, but "
+                               f"model.onnx's {key} are {actual}", file=label)
 
 
 def _member(members: dict[str, bytes], name: str, label: str) -> bytes:
@@ -367,7 +586,8 @@ def _constant(sha: str, info: dict[str, Any], members: dict[str, bytes], label: 
     data = _member(members, name, label)
     dtype = np.dtype(info["dtype"])
     shape = tuple(int(d) for d in info["shape"])
-    if len(data) != dtype.itemsize * int(np.prod(shape)):
+    # math.prod of Python ints: np.prod would wrap around on a hand-made huge shape.
+    if len(data) != dtype.itemsize * math.prod(shape):
         raise PackageError(f"member '{name}' holds {len(data)} bytes, not a {dtype}{shape} "
                            "tensor", file=label)
     return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)

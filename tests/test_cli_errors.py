@@ -1,0 +1,393 @@
+"""Bad input found by fuzzing the command line: each case ends in one ``byoc: error:``
+line (or argparse's usage error) and exit code 2, never a traceback or an internal error.
+
+* models the loader accepts but onnxruntime refuses when a host session is made;
+* packages whose manifest.json was edited by hand (valid JSON, wrong fields);
+* option values and path clashes that would crash a command or destroy a file.
+
+Tests that look at what onnxruntime itself prints use ``capfd``: its log lines come from
+C++, below Python's ``sys.stderr``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from byoc_sdk import CompiledModel, PackageError, model_zoo
+from byoc_sdk.cli import main
+from byoc_sdk.codegen import TensorSpec
+from byoc_sdk.errors import OnnxRuntimeError
+from byoc_sdk.package import BuildReport, PackageContents, save_package
+
+
+def byoc(capture: Any, *args: object) -> tuple[int, str, str]:
+    """Run ``byoc ARGS`` in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    out, err = capture.readouterr()
+    return code, out, err
+
+
+def usage_error(capture: Any, *args: object) -> str:
+    """Run ``byoc ARGS``, expecting argparse's usage error; its last line."""
+    with pytest.raises(SystemExit) as raised:
+        main([str(a) for a in args])
+    assert raised.value.code == 2
+    err = capture.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert lines[0].startswith("byoc: error: ")
+    return lines[0]
+
+
+def single_node_model(node: onnx.NodeProto, dtype: int, in_shape: list[int],
+                      out_shape: list[int], initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", dtype, in_shape)],
+        [helper.make_tensor_value_info("y", dtype, out_shape)], list(initializers),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model, full_check=True)  # onnx accepts it: the loader will too
+    return model
+
+
+# Valid ONNX (checker and shape inference pass) that onnxruntime 1.2x/1.3x refuses when it
+# makes a session: a type with no kernel, and an attribute value the kernel rejects.
+REFUSED = {
+    "no kernel for the type": (
+        lambda: single_node_model(helper.make_node("Erf", ["x"], ["y"], name="erf0"),
+                                  TensorProto.DOUBLE, [2, 3], [2, 3]),
+        "erf0", "Could not find an implementation for Erf",
+    ),
+    "attribute value a kernel rejects": (
+        lambda: single_node_model(
+            helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize0", mode="bogus"),
+            TensorProto.FLOAT, [1, 1, 2, 2], [1, 1, 4, 4],
+            [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])],
+        ),
+        "resize0", "mode attribute is bogus",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, build_cache_dir) -> Path:
+    """small_cnn built for cpu: one compiled C region, so the manifest has every field."""
+    folder = tmp_path_factory.mktemp("package")
+    onnx.save_model(model_zoo.small_cnn(), folder / "cnn.onnx")
+    path = folder / "cnn.byoc"
+    assert main(["build", str(folder / "cnn.onnx"), "-t", "cpu", "-o", str(path)]) == 0
+    return path
+
+
+def damaged(source: Path, target: Path, edit: Callable[[dict], Any]) -> Path:
+    """A copy of ``source`` whose manifest ``edit`` changed in place (what it returns is
+    ignored); the members' checksums still match."""
+    with zipfile.ZipFile(source) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    edit(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(target, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return target
+
+
+# --- onnxruntime refuses a host step -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_build_of_a_model_onnxruntime_refuses_is_one_error_line(case, capfd, tmp_path):
+    make, node, reason = REFUSED[case]
+    onnx.save_model(make(), tmp_path / "m.onnx")
+
+    code, out, err = byoc(capfd, "build", tmp_path / "m.onnx", "-t", "simaccel",
+                          "-o", tmp_path / "m.byoc")
+
+    assert code == 2
+    # One line: neither an internal error nor onnxruntime's own "[E:onnxruntime:..." log
+    # line before it (the host session logs at fatal severity only).
+    line = one_error_line(err)
+    assert "host step host_0" in line and "region host_0" in line
+    assert node in line and reason in line
+    # onnxruntime's status prefix and C++ source location are left to --debug.
+    assert "[ONNXRuntimeError]" not in line and "/onnxruntime_src" not in line
+    assert out == "" and not (tmp_path / "m.byoc").exists()
+
+
+def test_debug_shows_onnxruntime_s_whole_message(capfd, tmp_path):
+    make, _node, _reason = REFUSED["attribute value a kernel rejects"]
+    onnx.save_model(make(), tmp_path / "m.onnx")
+
+    code, _, err = byoc(capfd, "build", tmp_path / "m.onnx", "-t", "simaccel",
+                        "-o", tmp_path / "m.byoc", "--debug")
+
+    assert code == 2
+    assert "Traceback" in err and "upsamplebase.h" in err
+    assert err.splitlines()[-1].startswith("byoc: error: ")
+
+
+def test_run_of_a_package_whose_host_step_onnxruntime_refuses(capfd, tmp_path):
+    # A package as a byoc of another onnxruntime could have written it: all host.
+    make, node, reason = REFUSED["no kernel for the type"]
+    contents = PackageContents(
+        model=make(), regions=[], inputs=[TensorSpec("x", "float64", (2, 3))], outputs=["y"],
+        constants={}, step_constants={}, targets={}, report=BuildReport(None, []),
+    )
+    path = save_package(contents, tmp_path / "erf.byoc")
+
+    with pytest.raises(OnnxRuntimeError) as raised:
+        CompiledModel.load(path)
+    assert raised.value.context.file == str(path)
+    code, out, err = byoc(capfd, "run", path, "--random-inputs")
+
+    assert code == 2
+    line = one_error_line(err)
+    assert str(path) in line and "host step host_0" in line
+    assert node in line and reason in line
+    assert out == ""
+
+
+def test_reference_that_onnxruntime_refuses_is_one_error_line(capsys, package, tmp_path):
+    make, _node, reason = REFUSED["attribute value a kernel rejects"]
+    onnx.save_model(make(), tmp_path / "ref.onnx")
+
+    code, _, err = byoc(capsys, "run", package, "--random-inputs",
+                        "--reference", tmp_path / "ref.onnx")
+
+    assert code == 2
+    line = one_error_line(err)
+    assert f"file {tmp_path / 'ref.onnx'}" in line and reason in line
+    assert "/onnxruntime_src" not in line
+
+
+# --- hand-damaged manifests ------------------------------------------------------------------
+
+
+def _first(mapping: dict) -> Any:
+    return next(iter(mapping.values()))
+
+
+# edit of the manifest -> what the error line must say
+MANIFEST_DAMAGE: dict[str, tuple[Callable[[dict], Any], str]] = {
+    "format_version a string": (lambda m: m.update(format_version="1"),
+                                "field 'format_version' should be an integer, not a string"),
+    "members a list": (lambda m: m.update(members=[]),
+                       "field 'members' should be an object, not an array"),
+    "a digest an integer": (lambda m: m["members"].update({"model.onnx": 5}),
+                            """field 'members["model.onnx"]' should be a string"""),
+    "inputs missing": (lambda m: m.pop("inputs"), "field 'inputs' is missing"),
+    "a shape a string": (lambda m: m["inputs"][0].update(shape="1x3x32x32"),
+                         "field 'inputs[0].shape' should be an array, not a string"),
+    "a dimension a string": (lambda m: m["inputs"][0].update(shape=["1", 3, 32, 32]),
+                             "field 'inputs[0].shape[0]' should be an integer, not a string"),
+    "an unknown dtype": (lambda m: m["inputs"][0].update(dtype="floaty"),
+                         "field 'inputs[0].dtype' is 'floaty'"),
+    "outputs a string": (lambda m: m.update(outputs="probs"),
+                         "field 'outputs' should be an array, not a string"),
+    "outputs not the model's": (lambda m: m.update(outputs=["nosuch"]),
+                                "field 'outputs' lists ['nosuch'], but model.onnx's outputs"),
+    "constants a list": (lambda m: m.update(constants=[]),
+                         "field 'constants' should be an object, not an array"),
+    "a constant's dtype": (lambda m: _first(m["constants"]).update(dtype="nope"),
+                           "].dtype' is 'nope', not a numpy dtype"),
+    "step_constants a list": (lambda m: m.update(step_constants=[]),
+                              "field 'step_constants' should be an object"),
+    "platform missing": (lambda m: m.pop("platform"), "field 'platform' is missing"),
+    "regions an object": (lambda m: m.update(regions={}),
+                          "field 'regions' should be an array, not an object"),
+    "a region a string": (lambda m: m.update(regions=["cpu_0"]),
+                          "field 'regions[0]' should be an object, not a string"),
+    "a region's status missing": (lambda m: m["regions"][0].pop("status"),
+                                  "field 'regions[0].status' is missing"),
+    "a region's entry an integer": (lambda m: m["regions"][0].update(entry=7),
+                                    "field 'regions[0].entry' should be a string"),
+    "a region's constants a list": (lambda m: m["regions"][0].update(constants=[]),
+                                    "field 'regions[0].constants' should be an object"),
+    "a region's constant unknown": (
+        lambda m: m["regions"][0]["constants"].update({"stem/conv.weight": "0" * 64}),
+        """field 'regions[0].constants["stem/conv.weight"]' names constant '000""",
+    ),
+    "a region's flags a string": (lambda m: m["regions"][0].update(flags="-O2"),
+                                  "field 'regions[0].flags' should be an array"),
+}
+
+
+#: Damage that only shows against model.onnx, which loading reads and inspect does not.
+LOAD_ONLY = {"outputs not the model's"}
+
+
+@pytest.mark.parametrize("case", MANIFEST_DAMAGE)
+def test_damaged_manifest_is_a_package_error_naming_the_field(case, package, tmp_path):
+    edit, message = MANIFEST_DAMAGE[case]
+    bad = damaged(package, tmp_path / "bad.byoc", edit)
+
+    with pytest.raises(PackageError) as raised:
+        CompiledModel.load(bad)
+
+    assert raised.value.context.file == str(bad)
+    assert message in raised.value.reason
+
+
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [(case, command) for case in MANIFEST_DAMAGE for command in ("inspect", "run")
+     if command == "run" or case not in LOAD_ONLY],
+)
+def test_damaged_manifest_is_one_error_line(case, command, capsys, package, tmp_path):
+    edit, message = MANIFEST_DAMAGE[case]
+    bad = damaged(package, tmp_path / "bad.byoc", edit)
+    extra = ["--random-inputs"] if command == "run" else []
+
+    code, out, err = byoc(capsys, command, bad, *extra)
+
+    assert code == 2
+    line = one_error_line(err)
+    assert f"file {bad}" in line and message in line
+    assert out == ""
+
+
+def test_manifest_that_is_not_an_object_is_one_error_line(capsys, package, tmp_path):
+    with zipfile.ZipFile(package) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members["manifest.json"] = b"[" + members["manifest.json"] + b"]"
+    bad = tmp_path / "bad.byoc"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+    code, _, err = byoc(capsys, "inspect", bad)
+
+    assert code == 2
+    assert one_error_line(err) == (f"byoc: error: file {bad}: manifest.json is damaged: "
+                                   "it should hold a JSON object, not an array")
+
+
+def test_undamaged_package_passes_the_manifest_check(capsys, package):
+    # The control of the cases above: the same package, unedited, runs and inspects.
+    assert byoc(capsys, "inspect", package)[0] == 0
+    assert byoc(capsys, "run", package, "--random-inputs", "--check")[0] == 0
+
+
+# --- option values and paths -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--seed", "-1", "argument --seed: must be at least 0, not -1"),
+        ("--seed", "x", "argument --seed: expected an integer, got 'x'"),
+        ("--repeat", "abc", "argument --repeat: expected an integer, got 'abc'"),
+        ("--rtol", "-1", "argument --rtol: must be a finite number of at least 0"),
+        ("--atol", "-1e-3", "argument --atol: must be a finite number of at least 0"),
+        ("--atol", "nan", "argument --atol: must be a finite number of at least 0"),
+    ],
+)
+def test_out_of_range_run_option_is_a_usage_error(option, value, message, capsys, package):
+    # "--atol=-1e-3": argparse would take a bare -1e-3 for an option.
+    last = usage_error(capsys, "run", package, "--random-inputs", "--check",
+                       f"{option}={value}")
+
+    assert last.startswith(f"byoc run: error: {message}")
+
+
+def test_zero_tolerances_are_accepted(capsys, package):
+    code, out, _ = byoc(capsys, "run", package, "--random-inputs", "--check",
+                        "--rtol", "0", "--atol", "0.001")
+
+    assert code == 0 and "rtol 0.0, atol 0.001" in out
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_save_outputs_to_a_file_is_refused_before_the_run(where, capsys, package, tmp_path):
+    (tmp_path / "taken").write_text("keep me")
+    folder = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "sub"
+
+    code, out, err = byoc(capsys, "run", package, "--random-inputs", "--save-outputs", folder)
+
+    assert code == 2
+    line = one_error_line(err)
+    assert f"file {folder}" in line and "a file, not a folder" in line
+    assert out == ""  # refused before the package was run
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_save_outputs_makes_missing_folders(capsys, package, tmp_path):
+    folder = tmp_path / "new" / "outputs"
+
+    code, _, _ = byoc(capsys, "run", package, "--random-inputs", "--save-outputs", folder)
+
+    assert code == 0
+    assert np.load(folder / "probs.npy").shape == (1, 10)
+
+
+def test_dot_at_the_output_path_is_a_usage_error(capsys, tmp_path):
+    model = tmp_path / "cnn.onnx"
+    onnx.save_model(model_zoo.small_cnn(), model)
+    output = tmp_path / "out.onnx"
+
+    last = usage_error(capsys, "partition", model, "-t", "simaccel", "-o", output,
+                       "--dot", tmp_path / "." / "out.onnx")
+
+    assert last.startswith("byoc partition: error: argument --dot: ")
+    assert "same file as --output" in last
+    assert not output.exists()
+
+
+def test_dot_at_the_default_output_path_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    onnx.save_model(model_zoo.small_cnn(), tmp_path / "cnn.onnx")
+    monkeypatch.chdir(tmp_path)
+
+    last = usage_error(capsys, "partition", "cnn.onnx", "-t", "simaccel",
+                       "--dot", "cnn.partitioned.onnx")
+
+    assert "argument --dot" in last and "same file as --output" in last
+
+
+@pytest.mark.parametrize("command", ["partition", "build"])
+def test_output_over_the_model_is_a_usage_error(command, capsys, tmp_path):
+    model = tmp_path / "cnn.onnx"
+    onnx.save_model(model_zoo.small_cnn(), model)
+    before = model.read_bytes()
+
+    last = usage_error(capsys, command, model, "-t", "simaccel", "-o", model)
+
+    assert "argument --output" in last and "same file as the model" in last
+    assert model.read_bytes() == before
+
+
+def test_profile_over_the_package_is_a_usage_error(capsys, package):
+    before = package.read_bytes()
+
+    last = usage_error(capsys, "run", package, "--random-inputs", "--profile", package)
+
+    assert "argument --profile" in last and "same file as the package" in last
+    assert package.read_bytes() == before
+
+
+@pytest.mark.parametrize("records", [[1, 2], {"cpu_0": 5}])
+def test_tuning_records_of_the_wrong_shape_are_one_error_line(records, capsys, tmp_path):
+    onnx.save_model(model_zoo.small_cnn(), tmp_path / "cnn.onnx")
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(json.dumps(records))
+
+    code, _, err = byoc(capsys, "build", tmp_path / "cnn.onnx", "-t", "cpu",
+                        "--tuning", tuning, "-o", tmp_path / "cnn.byoc")
+
+    assert code == 2
+    line = one_error_line(err)
+    assert f"file {tuning}" in line and "JSON object of objects" in line
