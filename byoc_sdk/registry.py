@@ -21,8 +21,21 @@ _loaded: dict[str, Target] = {}
 _registered: dict[str, Target] = {}
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict[str, list[EntryPoint]]:
+    """Entry points by target name. Two that point at different objects under one name
+    are a conflict :func:`get_target` reports; the same one listed twice (an editable
+    install beside an old build's metadata) is one."""
+    found: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        same_name = found.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in same_name):
+            same_name.append(ep)
+    return found
+
+
+def _provider(entry: EntryPoint) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"{dist.name if dist is not None else 'a package'} ({entry.value})"
 
 
 def target_names() -> list[str]:
@@ -54,11 +67,16 @@ def get_target(name: str) -> Target:
             return _registered[name]
         if name in _loaded:
             return _loaded[name]
-    entry = _entry_points().get(name)
-    if entry is None:
+    entries = _entry_points().get(name)
+    if not entries:
         known = ", ".join(target_names()) or "none"
         raise TargetError(f"unknown target; installed targets: {known}", target=name)
-    target = _load(entry)
+    if len(entries) > 1:
+        # Which one wins would depend on install order: refuse rather than guess.
+        providers = " and ".join(_provider(e) for e in entries)
+        raise TargetError(f"two installed packages register a target of this name: "
+                          f"{providers}; uninstall one, or rename its target", target=name)
+    target = _load(entries[0])
     with _lock:
         _loaded[name] = target
     return target

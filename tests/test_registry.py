@@ -51,7 +51,7 @@ def plugin(tmp_path, monkeypatch):
     with ``unique_name`` so the registry forgets the loaded targets afterwards.
     """
     monkeypatch.syspath_prepend(str(tmp_path))
-    entries: dict[str, EntryPoint] = {}
+    entries: dict[str, list[EntryPoint]] = {}
     modules: list[str] = []
     monkeypatch.setattr(registry, "_entry_points", lambda: dict(entries))
 
@@ -60,7 +60,7 @@ def plugin(tmp_path, monkeypatch):
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
         modules.append(module)
         value = f"{module}:{attr}"
-        entries[name] = EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+        entries[name] = [EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)]
         return name, value
 
     yield make
@@ -303,3 +303,34 @@ def test_broken_entry_point_does_not_hide_the_others(plugin, unique_name):
     assert get_target(good).name == good
     with pytest.raises(TargetError):
         get_target(bad)
+
+
+# --- two packages, one name -------------------------------------------------------------
+
+
+def _installed(monkeypatch, *values: str, name: str) -> None:
+    """Entry points ``name = value`` for each value, as importlib.metadata lists them."""
+    points = [EntryPoint(name=name, value=v, group=ENTRY_POINT_GROUP) for v in values]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+
+
+def test_two_packages_registering_one_name_is_an_error_naming_both(monkeypatch, unique_name):
+    name = unique_name()
+    _installed(monkeypatch, "first_pkg:target", "second_pkg:target", name=name)
+    with pytest.raises(TargetError, match="two installed packages") as caught:
+        get_target(name)
+    assert "first_pkg:target" in str(caught.value) and "second_pkg:target" in str(caught.value)
+    assert name in target_names()  # listed, so `byoc targets` shows the conflict
+
+
+def test_one_entry_point_listed_twice_is_one_target(monkeypatch, tmp_path, unique_name):
+    name = unique_name()
+    module = f"byoc_test_twice_{name}"
+    (tmp_path / f"{module}.py").write_text(
+        f"from byoc_sdk import Target\ntarget = Target({name!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _installed(monkeypatch, f"{module}:target", f"{module}:target", name=name)
+    try:
+        assert get_target(name).name == name
+    finally:
+        sys.modules.pop(module, None)

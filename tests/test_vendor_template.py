@@ -107,6 +107,10 @@ def test_new_backend_refuses_bad_answers(tmp_path: Path) -> None:
         render_template("MyAccel", output_dir=tmp_path)
     with pytest.raises(ByocError, match="starter ops"):
         render_template("acc", ops=["Conv"], output_dir=tmp_path)
+    with pytest.raises(ByocError, match="reserved"):
+        render_template("host", output_dir=tmp_path)
+    with pytest.raises(ByocError, match="taken by an installed target"):
+        render_template("cpu", output_dir=tmp_path)  # the bundled one
     done = subprocess.run([*BYOC, "new-backend", "acc", "--kind", "verilog", "-o",
                            str(tmp_path)], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "invalid choice" in done.stderr

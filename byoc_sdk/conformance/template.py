@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from byoc_sdk.errors import ByocError
+from byoc_sdk.registry import target_names
+from partition.decision import HOST
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "vendor_template"
 KINDS = ("json", "c_source", "binary")
@@ -81,6 +83,12 @@ def _check_answers(name: str, kind: str, ops: Sequence[str], package: str) -> No
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ByocError(f"target name {name!r} must be lowercase letters, digits and '_', "
                         "starting with a letter")
+    if name == HOST:
+        raise ByocError(f"target name {name!r} is reserved: reports use it for what no "
+                        "target runs")
+    if name in target_names():
+        raise ByocError(f"target name {name!r} is taken by an installed target; two packages "
+                        "registering one name cannot both be used, so choose another")
     if kind not in KINDS:
         raise ByocError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     unknown = [op for op in ops if op not in STARTER_OPS]
