@@ -150,3 +150,22 @@ def test_generated_code_is_lint_clean(installed: dict[str, Path]) -> None:
                                "--ignore", "RUF001,RUF002,RUF003", "--exclude", "build", "."],
                               cwd=project, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_bytecode_in_an_installed_template_stays_out_of_the_project(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    # pip byte-compiles the template's .py files when byoc is installed from a wheel,
+    # including those the post-generation hook removes for other codegen kinds.
+    import shutil
+
+    from byoc_sdk.conformance import template
+
+    copy = tmp_path / "template"
+    shutil.copytree(TEMPLATE_DIR, copy)
+    package = next(copy.glob("*/*/codegen_binary.py")).parent
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "codegen_binary.cpython-311.pyc").write_bytes(b"\0")
+    monkeypatch.setattr(template, "TEMPLATE_DIR", copy)
+    (tmp_path / "out").mkdir()
+    project = render_template("pyc", kind="c_source", output_dir=tmp_path / "out")
+    assert not list(project.rglob("*.pyc")) and not list(project.rglob("__pycache__"))
