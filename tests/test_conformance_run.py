@@ -136,3 +136,19 @@ def test_unknown_target_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "unknown target" in done.stderr and "nosuchtarget" in done.stderr
+
+
+def test_a_malformed_xfail_file_beside_the_target_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The target's own conformance_xfail.txt, read inside pytest, used to end the run in
+    # forty lines of pytest's traceback.
+    from byoc_sdk.conformance import context
+    from byoc_sdk.conformance.runner import run_conformance
+    from byoc_sdk.errors import TargetError
+
+    beside = tmp_path / "conformance_xfail.txt"
+    beside.write_text("op[Add-*]\n")
+    monkeypatch.setattr(context, "default_xfail_path", lambda name: beside)
+    with pytest.raises(TargetError, match=r"xfail.txt:1: expected 'KIND\[ID\]: reason'"):
+        run_conformance("cpu")

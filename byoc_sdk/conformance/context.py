@@ -106,15 +106,7 @@ class TargetContext:
 
     def default_xfail_path(self) -> Path | None:
         """``conformance_xfail.txt`` beside the module that defines the target."""
-        if self.module is None:
-            return None
-        try:
-            spec = importlib.util.find_spec(self.module)
-        except (ImportError, ValueError):
-            return None
-        if spec is None or spec.origin is None:
-            return None
-        return Path(spec.origin).parent / "conformance_xfail.txt"
+        return xfail_path_beside(self.module)
 
     @property
     def has_codegen(self) -> bool:
@@ -328,6 +320,25 @@ def _nothing(category: str, why: str) -> Param:
 
 def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def xfail_path_beside(module: str | None) -> Path | None:
+    """``conformance_xfail.txt`` beside ``module`` (``None`` if it cannot be found)."""
+    if module is None:
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "conformance_xfail.txt"
+
+
+def default_xfail_path(name: str) -> Path | None:
+    """The expected-failures file of installed target ``name``, beside its module."""
+    entry = _entry_point(name)
+    return xfail_path_beside(entry.module if entry is not None else None)
 
 
 def _entry_point(name: str) -> EntryPoint | None:

@@ -76,8 +76,7 @@ def run_conformance(
     if target not in target_names():
         known = ", ".join(target_names()) or "none"
         raise TargetError(f"unknown target; installed targets: {known}", target=target)
-    if xfail_file:
-        _check_expectations(Path(xfail_file), target)
+    _check_expectations(xfail_file, target)
     with tempfile.TemporaryDirectory(prefix="byoc-conformance-") as work:
         config_dir = Path(work)
         (config_dir / "pytest.ini").write_text("[pytest]\n")
@@ -89,12 +88,21 @@ def run_conformance(
     return _EXIT_CODES.get(code, 1)
 
 
-def _check_expectations(path: Path, target: str) -> None:
-    """Refuse a missing or malformed expected-failures file before anything runs."""
+def _check_expectations(xfail_file: str | None, target: str) -> None:
+    """Refuse a missing or malformed expected-failures file before anything runs: the
+    one given, or the target's own (read inside pytest, a malformed one would end the
+    run in pytest's traceback instead of one line)."""
+    from byoc_sdk.conformance.context import default_xfail_path
     from byoc_sdk.conformance.expectations import ExpectationError, read_expectations
 
-    if not path.is_file():
-        raise TargetError(f"expected-failures file {path} does not exist", target=target)
+    if xfail_file:
+        path = Path(xfail_file)
+        if not path.is_file():
+            raise TargetError(f"expected-failures file {path} does not exist", target=target)
+    else:
+        path = default_xfail_path(target)
+        if path is None or not path.is_file():
+            return
     try:
         read_expectations(path)
     except ExpectationError as exc:
