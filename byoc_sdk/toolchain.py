@@ -123,12 +123,25 @@ class Toolchain:
                     target=job.target, region=job.region,
                 ) from exc
             if done.returncode != 0:
+                kept = self._keep_failed(key, sources)
+                # The build folder goes away; point the compiler's file:line at the copy.
+                message = (done.stderr or done.stdout).replace(f"{work}/", f"{kept}/")
                 raise ToolchainError(
-                    f"{Path(command[0]).name} failed:\n{_trim(done.stderr or done.stdout)}",
+                    f"{Path(command[0]).name} failed (sources kept in {kept}):\n"
+                    f"{_trim(message)}",
                     target=job.target, region=job.region,
                 )
             os.replace(partial, output)
         return output
+
+    def _keep_failed(self, key: str, sources: Sequence[Path]) -> Path:
+        """Copy sources the compiler rejected to ``<cache>/failed/<key>``, where the
+        error message points, so they can be read and compiled by hand."""
+        kept = self.cache / "failed" / key[:16]  # enough to tell builds apart, short to read
+        kept.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            shutil.copy2(source, kept / source.name)
+        return kept
 
     def compile_all(
         self, jobs: Sequence[CompileJob], *, workers: int | None = None, progress: bool = False

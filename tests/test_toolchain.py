@@ -136,6 +136,9 @@ def test_compiler_error_names_region_target_and_cause(tmp_path):
     # The compiler's own diagnostic: file, line, and what it did not like.
     assert "broken.c:3" in message and "undeclared_name" in message
     assert not list(tmp_path.glob("modules/*.so"))  # a failure caches nothing
+    # The build folder is gone; the diagnostic's file is the kept copy, which exists.
+    (kept,) = tmp_path.glob("failed/*/broken.c")
+    assert f"{kept}:3" in message and "undeclared_name" in kept.read_text()
 
 
 def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
@@ -244,6 +247,6 @@ def test_nvcc_error_is_reported(tmp_path):
     job = CompileJob("cuda_bad", "demo",
                      CSource({"bad.cu": "__global__ void k( {}\n"}, "cuda_bad",
                              language="cuda"))
-    with pytest.raises(ToolchainError, match=r"nvcc failed:(.|\n)*bad\.cu") as raised:
+    with pytest.raises(ToolchainError, match=r"nvcc failed (.|\n)*bad\.cu") as raised:
         Toolchain(cache=tmp_path).compile(job)
     assert raised.value.context.region == "cuda_bad"
