@@ -26,7 +26,7 @@ from byoc_sdk.codegen import (
     spec_of,
 )
 from byoc_sdk.content_hash import constant_hash
-from byoc_sdk.errors import ByocError, describe_exception
+from byoc_sdk.errors import ByocError, describe_exception, vendor_log
 from byoc_sdk.loader import ModelSource, load_model
 from byoc_sdk.modules import assemble, region_runner
 from byoc_sdk.node_info import dtype_name, is_constant
@@ -161,6 +161,8 @@ def _generate(
         outcome.reason = f"invalid artifact: {exc}"
         return region, outcome
     except Exception as exc:  # a vendor codegen can fail in any way; the build goes on
+        vendor_log.debug("target %s, region %s: the codegen raised", target.name, name,
+                         exc_info=True)
         outcome.reason = f"codegen raised {describe_exception(exc)}"
         return region, outcome
     finally:

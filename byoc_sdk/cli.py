@@ -8,6 +8,7 @@ traceback instead. Progress goes to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -528,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:  # vendor checks and codegens that raised: their tracebacks too
+        logger = logging.getLogger("byoc")
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+        logger.setLevel(logging.DEBUG)
     try:
         return args.run(args)
     except ByocError as exc:

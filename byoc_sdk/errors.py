@@ -7,8 +7,14 @@ region, whichever apply. The command line prints that line and exits with code 2
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
+
+#: Where the tracebacks of vendor code that byoc turns into a reason and goes on from (a
+#: check or a codegen that raised) are logged, at DEBUG: the report keeps one line, and
+#: ``byoc --debug`` shows the whole story on stderr.
+vendor_log = logging.getLogger("byoc.vendor")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from byoc_sdk.errors import vendor_log
 from byoc_sdk.node_info import NodeInfo, is_constant
 from byoc_sdk.patterns import Match, Matcher
 from byoc_sdk.target import CompositePattern, Target
@@ -203,6 +204,8 @@ def _evaluate(composite: CompositePattern, match: Match) -> bool:
     try:
         return composite.evaluate(match) is None
     except Exception:  # a vendor check can fail in any way
+        vendor_log.debug("pattern %s: its check raised on the match at %r", composite.name,
+                         match.root.name, exc_info=True)
         return False
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from byoc_sdk.errors import ByocError, describe_exception
+from byoc_sdk.errors import ByocError, describe_exception, vendor_log
 from byoc_sdk.node_info import NodeInfo
 from byoc_sdk.target import Target
 
@@ -34,5 +34,7 @@ def verdict(target: Target, info: NodeInfo) -> str | None:
     try:
         return target.check(info)
     except Exception as exc:  # a vendor check can fail in any way
+        vendor_log.debug("target %s: the check of %s node %r raised", target.name,
+                         info.op_type, info.name, exc_info=True)
         text = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
         return f"{target.name}'s check of {info.op_type} failed ({text})"

@@ -253,18 +253,22 @@ def test_nodes_a_policy_drops_go_to_the_next_target_that_accepts_them(make_targe
                       "(policy require_compute); low supports it")
 
 
-def test_a_check_that_raises_declines_the_node_and_says_so(make_target):
+def test_a_check_that_raises_declines_the_node_and_says_so(make_target, caplog):
     model = onnx_text("""
         g (float[2,4] x) => (float[2,4] y) {
           [a] y = Relu(x)
         }""")
     target = make_target("acc", [])
     target.support("Relu", check=lambda node: 1 / 0)
-    placed, result = placement(model, [target])
+    with caplog.at_level("DEBUG", logger="byoc.vendor"):
+        placed, result = placement(model, [target])
     assert placed == {"host": ["a"]}
     assert result.report.nodes[0].reason == (
         "acc's check of Relu failed (ZeroDivisionError: division by zero)"
     )
+    # The report keeps one line; the traceback goes to the log `byoc --debug` shows.
+    (record,) = [r for r in caplog.records if r.name == "byoc.vendor"]
+    assert "target acc" in record.getMessage() and record.exc_info[0] is ZeroDivisionError
     garbage = make_target("acc", [])
     garbage.support("Relu", check=lambda node: 3)
     _, result = placement(model, [garbage])
