@@ -160,6 +160,23 @@ def test_cell_signature_is_checked():
                        node.build(), 2)
 
 
+@pytest.mark.parametrize(("computed", "message"), [
+    (lambda b, kids: b.op("MatMul", kids[0]["h"], b.weight("w", np.ones((4, 1)))),
+     r"differ in dimension 0: \(1\) vs \(4\)"),
+    (lambda b, kids: b.op("MatMul", kids[0]["h"], kids[1]["h"]), r"differ in rank: \(0\) vs \(1\)"),
+])
+def test_an_output_computing_another_shape_than_its_state_is_refused(computed, message):
+    # The kernel wrote the computed [1] into a state of [4] and left the rest as it was.
+    state = (StateSpec("h", (4,)),)
+    leaf = CellBuilder("leaf")
+    leaf.output(leaf.input("x", (4,)), state[0])
+    node = CellBuilder("node")
+    node.output(computed(node, node.children(state, 2)), state[0])
+    with pytest.raises(CellError, match=f"internal cell: shapes do not agree: .*{message}"):
+        RecursiveModel("bad", state, (Feature("x", (4,), np.ones((2, 4))),), leaf.build(),
+                       node.build(), 2)
+
+
 def user_model(hidden: int = 8) -> RecursiveModel:
     """A new cell written by a user: vocabulary and dense features, Gemm, Slice, Reshape,
     Div, Neg, a constant-only subgraph and an output that is a Concat of computed parts."""
@@ -203,6 +220,31 @@ def user_model(hidden: int = 8) -> RecursiveModel:
     return RecursiveModel("user", state, features, leaf.build(), node.build(), 2)
 
 
+@pytest.mark.parametrize("form", ["sizes input", "num_outputs"])
+def test_split_in_both_of_its_forms(form):
+    # The form with a sizes input, the one ONNX's exporters write, failed on a lookup of
+    # an attribute nothing set.
+    state = (StateSpec("h", (4,)),)
+    leaf = CellBuilder("leaf")
+    leaf.output(leaf.op("Tanh", leaf.input("x", (4,))), state[0])
+    node = CellBuilder("node")
+    kids = node.children(state, 2)
+    both = node.op("Concat", kids[0]["h"], kids[1]["h"], axis=0)
+    if form == "sizes input":
+        left, right = node.op("Split", both, node.weight("sizes", np.array([4, 4])), outputs=2,
+                              axis=0)
+    else:
+        left, right = node.op("Split", both, outputs=2, axis=0, num_outputs=2)
+    node.output(node.op("Tanh", node.op("Sub", left, node.op("Mul", right, right))), state[0])
+    model = RecursiveModel("split", state, (Feature("x", (4,), np.eye(4)[[0, 1, 2, 3, 1]]),),
+                           leaf.build(), node.build(), 2)
+    trees = [random_binary_tree(9, np.random.default_rng(2)), complete_tree(3)]
+    words = [np.random.default_rng(3).integers(0, 5, t.num_nodes) for t in trees]
+    got = compile_model(model, "cpu").run(trees, words=words).roots["h"]
+    np.testing.assert_allclose(got, Reference(model).run(trees, words=words).roots["h"],
+                               atol=ATOL)
+
+
 def test_user_defined_cell_compiles_and_runs():
     model = user_model()
     kernel, reference = compile_model(model), Reference(model)
@@ -241,6 +283,51 @@ def test_feature_and_target_errors():
                        features=[{"x": np.zeros((grid.num_nodes, FEATURES))}])
     with pytest.raises(RecursiveCompileError, match="unknown target 'tpu'"):
         compile_model(model, "tpu")
+
+
+def test_the_compiled_model_checks_its_inputs_as_the_reference_does():
+    """What the reference refuses, the compiled model refuses with the same error type
+    (it used to reshape mis-shaped features, ignore unexpected ones and wrap word ids
+    into int32)."""
+    _, kernel, reference = compiled("DAG-RNN")
+    grid = grid_dag(2, 3)
+    x = np.zeros((grid.num_nodes, FEATURES), np.float32)
+    bad_features = [
+        ([{"x": x.reshape(2 * grid.num_nodes, FEATURES // 2)}], "has shape"),  # same size
+        ([x], "must be a dict"),
+        ({"x": x}, "one feature dict"),
+    ]
+    for features, message in bad_features:
+        for runner in (kernel, reference):
+            with pytest.raises(RecursiveInputError, match=message):
+                runner.run([grid], features=features)
+    _, kernel, reference = compiled("TreeLSTM")
+    tree = sst_trees(1)[0]
+    for runner in (kernel, reference):
+        with pytest.raises(RecursiveInputError, match="no dense features"):
+            runner.run([tree], words=[np.zeros(tree.num_nodes, int)],
+                       features=[{"x": np.zeros((tree.num_nodes, 2))}])
+        wrapped = np.zeros(tree.num_nodes, np.int64)
+        wrapped[1] = 2**32 + 5  # int32(2**32 + 5) is 5, a valid id
+        with pytest.raises(RecursiveInputError, match=f"word id {2**32 + 5}"):
+            runner.run([tree], words=[wrapped])
+        with pytest.raises(RecursiveInputError, match="integers"):
+            runner.run([tree], words=[np.zeros(tree.num_nodes, bool)])
+        with pytest.raises(RecursiveInputError, match="one word-id array"):
+            runner.run([tree], words=5)
+        with pytest.raises(RecursiveInputError, match="must be Structures"):
+            runner.run([tree.children], words=[np.zeros(tree.num_nodes, int)])
+    # Any iterable of structures is a batch.
+    words = [np.zeros(tree.num_nodes, int)]
+    np.testing.assert_allclose(kernel.run(iter([tree]), words=words).roots["h"],
+                               reference.run([tree], words=words).roots["h"], atol=ATOL)
+
+
+@pytest.mark.parametrize("chunk_rows", [0, -3, 2.5, True])
+def test_chunk_rows_must_be_a_positive_integer(chunk_rows):
+    # -1 gave wrong numbers on cpu, and a cuda kernel that never returned.
+    with pytest.raises(RecursiveCompileError, match="chunk_rows must be a positive integer"):
+        compile_model(make("TreeFC"), "cpu", chunk_rows=chunk_rows)
 
 
 def test_module_init_refuses_constants_of_another_size_or_type():

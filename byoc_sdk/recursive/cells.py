@@ -130,6 +130,15 @@ def _check_cell(
         onnx.checker.check_model(cell)
     except onnx.checker.ValidationError as exc:
         raise CellError(f"{where}: not a valid ONNX graph: {exc}") from exc
+    try:
+        # Strict: an output whose computed shape is not the state's it declares (a
+        # MatMul to [1] for a state of [8]) would have the kernel write one float of
+        # eight and leave the rest as they were.
+        onnx.shape_inference.infer_shapes(cell, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        reason = " ".join(str(exc).replace("[ShapeInferenceError]", "").split())
+        raise CellError(f"{where}: shapes do not agree: "
+                        f"{reason.removeprefix('Inference error(s): ')}") from exc
     initializers = {t.name for t in cell.graph.initializer}
     for value in cell.graph.input:
         if value.name in initializers:

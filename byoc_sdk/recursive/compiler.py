@@ -19,9 +19,15 @@ import numpy as np
 from byoc_sdk.errors import ByocError
 from byoc_sdk.recursive.cells import RecursiveModel
 from byoc_sdk.recursive.kernel import KernelSpec, int_layout, make_spec
-from byoc_sdk.recursive.reference import NodeFeatures, RecursiveInputError, RecursiveOutput
+from byoc_sdk.recursive.reference import (
+    Batch,
+    NodeFeatures,
+    RecursiveInputError,
+    RecursiveOutput,
+    check_batch,
+)
 from byoc_sdk.recursive.stages import StageOptions, stage_model
-from byoc_sdk.recursive.structure import Structure, check_arity
+from byoc_sdk.recursive.structure import Structure
 
 TARGETS = ("cpu", "cuda")
 MIN_CAPACITY = 64
@@ -88,17 +94,13 @@ class CompiledRecursiveModel:
         ``words`` (one int array per structure) feed vocabulary features; ``features`` (one
         dict per structure, name -> ``[nodes, *shape]``) feed dense ones.
         """
-        if isinstance(structures, Structure):
-            structures = [structures]
         model = self.model
-        for s in structures:
-            _check_arity_cached(s, model)
+        batch = check_batch(model, structures, words, features, kernel_checks_words=True)
+        structures = batch.structures
         n = sum(s.num_nodes for s in structures)
-        if not structures:
-            raise RecursiveInputError(f"model {model.name}: a batch needs at least one structure")
         with self._lock:
             bound = self._bind(_capacity(n))
-            self._fill(bound, structures, n, words, features, all_nodes)
+            self._fill(bound, batch, n, all_nodes)
             try:
                 bound.call(_NO_VALUES)
             except RuntimeError as exc:  # the kernel refused the batch or failed, and said why
@@ -128,10 +130,9 @@ class CompiledRecursiveModel:
             bound = self._bound[cap] = _Bound(inputs, outputs, call)
         return bound
 
-    def _fill(self, bound: _Bound, structures: Sequence[Structure], n: int,
-              words: Sequence[np.ndarray] | None, features: Sequence[NodeFeatures] | None,
-              all_nodes: bool) -> None:
-        spec, model = self.spec, self.model
+    def _fill(self, bound: _Bound, batch: Batch, n: int, all_nodes: bool) -> None:
+        """Copy a checked batch into the bound buffers."""
+        spec, structures = self.spec, batch.structures
         sizes, children, tree_sizes = bound.inputs[:3]
         sizes[0], sizes[1], sizes[2] = n, len(structures), int(all_nodes)
         # One structure (batch 1, where these microseconds show) skips the lists.
@@ -142,37 +143,16 @@ class CompiledRecursiveModel:
             np.concatenate([_padded(s, spec.arity) for s in structures], out=children[:n])
             tree_sizes[: len(structures)] = [s.num_nodes for s in structures]
         index = 3
-        if spec.has_words:
-            if words is None or len(words) != len(structures):
-                raise RecursiveInputError(f"model {model.name}: give one word-id array per "
-                                          f"structure ({len(structures)} structures)")
-            for s, ids in zip(structures, words, strict=True):
-                if len(ids) != s.num_nodes:
-                    raise RecursiveInputError(f"{s.name}: {len(ids)} word ids for "
-                                              f"{s.num_nodes} nodes")
-            try:  # ids are checked against the vocabulary inside the kernel
-                if len(words) == 1:
-                    np.copyto(bound.inputs[3][:n], words[0], casting="same_kind")
-                else:
-                    np.concatenate(words, out=bound.inputs[3][:n], casting="same_kind")
-            except TypeError as exc:
-                raise RecursiveInputError(f"model {model.name}: word ids must be integers: "
-                                          f"{exc}") from exc
+        if spec.has_words:  # int32 now; the kernel checks them against the vocabulary
+            if len(batch.words) == 1:
+                bound.inputs[3][:n] = batch.words[0]
+            else:
+                np.concatenate(batch.words, out=bound.inputs[3][:n])
             index += 1
-        elif words is not None:
-            raise RecursiveInputError(f"model {model.name} has no vocabulary; words were given")
         for f in spec.dense:
-            if features is None or len(features) != len(structures):
-                raise RecursiveInputError(f"model {model.name}: give one feature dict per "
-                                          f"structure with {[g.name for g in spec.dense]}")
-            try:
-                np.concatenate([np.reshape(given[f.name], (s.num_nodes, -1))
-                                for s, given in zip(structures, features, strict=True)],
-                               out=bound.inputs[index][:n])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise RecursiveInputError(f"model {model.name}: feature {f.name!r} must be "
-                                          f"[nodes, {f.shape}] for every structure: "
-                                          f"{exc}") from exc
+            np.concatenate([given[f.name].reshape(s.num_nodes, -1)
+                            for s, given in zip(structures, batch.features, strict=True)],
+                           out=bound.inputs[index][:n])
             index += 1
 
     def _results(self, bound: _Bound, structures: Sequence[Structure], n: int,
@@ -231,13 +211,6 @@ def _padded(structure: Structure, arity: int) -> np.ndarray:
     return structure.memo(("padded", arity), pad)
 
 
-def _check_arity_cached(structure: Structure, model: RecursiveModel) -> None:
-    """:func:`check_arity`, remembered per structure (a structure does not change)."""
-    structure.memo(("arity", model.arity, model.pad_missing),
-                   lambda: check_arity(structure, model.arity, allow_fewer=model.pad_missing)
-                   or True)
-
-
 def compile_model(
     model: RecursiveModel,
     target: str = "cpu",
@@ -264,6 +237,11 @@ def compile_model(
     if target not in TARGETS:
         raise RecursiveCompileError(f"model {model.name}: unknown target {target!r} "
                                     f"(recursive models compile for {', '.join(TARGETS)})")
+    if chunk_rows is not None and (type(chunk_rows) is not int or chunk_rows < 1):
+        # The kernels step through levels by chunk_rows: zero or less would never end
+        # (cuda) or skip nodes (C).
+        raise RecursiveCompileError(f"model {model.name}: chunk_rows must be a positive "
+                                    f"integer (or None for the default), not {chunk_rows!r}")
     stages = stage_model(model, options)
     entry = "byoc_recursive_" + _digest(model)
     spec = make_spec(stages, entry, chunk_rows)

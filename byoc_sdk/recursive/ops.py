@@ -286,9 +286,3 @@ _IMPLEMENTATIONS: dict[str, Callable[..., list[Array]]] = {
     "Unsqueeze": _squeeze_like("Unsqueeze"),
 }
 
-
-def _split_step(args: Sequence[Array], attrs: Mapping[str, Any], n_out: int = 1) -> list[Array]:
-    return _split(args, attrs, int(attrs.get("num_outputs", 0)) or len(attrs["__outputs"]))
-
-
-_IMPLEMENTATIONS["Split"] = _split_step

@@ -37,44 +37,69 @@ class Batch:
 
 def check_batch(
     model: RecursiveModel,
-    structures: Sequence[Structure],
+    structures: Sequence[Structure] | Structure,
     words: Sequence[np.ndarray] | None = None,
     features: Sequence[NodeFeatures] | None = None,
+    *,
+    kernel_checks_words: bool = False,
 ) -> Batch:
-    """Check that ``structures`` suit the model and that words/features cover every node."""
+    """Check that ``structures`` suit the model and that words/features cover every node.
+
+    ``kernel_checks_words``: int32 word ids are left for the compiled kernel to check
+    against the vocabulary (it does so anyway, naming the node); ids of any other integer
+    type are checked here, before the cast to int32 could wrap one into range.
+    """
     if isinstance(structures, Structure):
         structures = [structures]
+    elif not isinstance(structures, Sequence):
+        try:  # any iterable of structures (a generator, a set...), taken once
+            structures = list(structures)
+        except TypeError:
+            raise RecursiveInputError(f"model {model.name}: a batch is a list of Structures, "
+                                      f"not {type(structures).__name__}") from None
     if not structures:
         raise RecursiveInputError(f"model {model.name}: a batch needs at least one structure")
     for s in structures:
         if not isinstance(s, Structure):
             raise RecursiveInputError(f"model {model.name}: batch items must be Structures, "
                                       f"got {type(s).__name__}")
-        check_arity(s, model.arity, allow_fewer=model.pad_missing)
-    return Batch(tuple(structures), _check_words(model, structures, words),
+        # Remembered per structure (one does not change): batch-1 calls repeat it often.
+        s.memo(("arity", model.arity, model.pad_missing),
+               lambda s=s: check_arity(s, model.arity, allow_fewer=model.pad_missing) or True)
+    return Batch(tuple(structures), _check_words(model, structures, words, kernel_checks_words),
                  _check_features(model, structures, features))
 
 
+def _one_per_structure(model: RecursiveModel, structures: Sequence[Structure], given: object,
+                       what: str) -> Sequence:
+    """``given`` as a sequence of one item per structure, or an error saying so."""
+    if not isinstance(given, Sequence | np.ndarray) or len(given) != len(structures):
+        raise RecursiveInputError(f"model {model.name}: give one {what} per structure "
+                                  f"({len(structures)} structures)")
+    return given
+
+
 def _check_words(model: RecursiveModel, structures: Sequence[Structure],
-                 words: Sequence[np.ndarray] | None) -> tuple[np.ndarray, ...] | None:
+                 words: Sequence[np.ndarray] | None,
+                 kernel_checks_words: bool) -> tuple[np.ndarray, ...] | None:
     vocab = model.vocab_size
     if vocab is None:
         if words is not None:
             raise RecursiveInputError(f"model {model.name} has no vocabulary; words were given")
         return None
-    if words is None or len(words) != len(structures):
-        raise RecursiveInputError(f"model {model.name}: give one word-id array per structure "
-                                  f"({len(structures)} structures)")
+    words = _one_per_structure(model, structures, words, "word-id array")
     checked = []
     for s, ids in zip(structures, words, strict=True):
         ids = np.asarray(ids)
         if ids.shape != (s.num_nodes,) or ids.dtype.kind not in "iu":
             raise RecursiveInputError(f"{s.name}: word ids must be {s.num_nodes} integers, got "
                                       f"{ids.dtype} of shape {ids.shape}")
-        bad = np.flatnonzero((ids < 0) | (ids >= vocab))
-        if bad.size:
-            raise RecursiveInputError(f"{s.name}: node {int(bad[0])} has word id "
-                                      f"{int(ids[bad[0]])}, outside the vocabulary of {vocab}")
+        if not (kernel_checks_words and ids.dtype == np.int32):
+            bad = np.flatnonzero((ids < 0) | (ids >= vocab))
+            if bad.size:
+                raise RecursiveInputError(f"{s.name}: node {int(bad[0])} has word id "
+                                          f"{int(ids[bad[0]])}, outside the vocabulary of "
+                                          f"{vocab}")
         checked.append(np.ascontiguousarray(ids, dtype=np.int32))
     return tuple(checked)
 
@@ -86,16 +111,22 @@ def _check_features(model: RecursiveModel, structures: Sequence[Structure],
         if features is not None:
             raise RecursiveInputError(f"model {model.name} has no dense features; some were given")
         return None
-    if features is None or len(features) != len(structures):
-        raise RecursiveInputError(f"model {model.name}: give one feature dict per structure "
-                                  f"with {[f.name for f in dense]}")
+    wanted = f"feature dict (with {[f.name for f in dense]})"
+    features = _one_per_structure(model, structures, features, wanted)
     checked = []
     for s, given in zip(structures, features, strict=True):
+        if not isinstance(given, Mapping):
+            raise RecursiveInputError(f"{s.name}: features must be a dict of name -> array, "
+                                      f"not {type(given).__name__}")
         entry = {}
         for f in dense:
             if f.name not in given:
                 raise RecursiveInputError(f"{s.name}: feature {f.name!r} is missing")
-            array = np.asarray(given[f.name], dtype=np.float32)
+            try:
+                array = np.asarray(given[f.name], dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise RecursiveInputError(f"{s.name}: feature {f.name!r} is not an array of "
+                                          f"numbers: {exc}") from exc
             if array.shape != (s.num_nodes, *f.shape):
                 raise RecursiveInputError(f"{s.name}: feature {f.name!r} has shape "
                                           f"{array.shape}, expected {(s.num_nodes, *f.shape)}")
