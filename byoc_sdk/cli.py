@@ -314,6 +314,11 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
             print(f"  {name}: shape {got.shape}, expected {want.shape} MISMATCH")
             ok = False
             continue
+        if want.dtype.kind not in "biuf":  # strings: equal or not, no distance
+            same = bool(np.array_equal(got, want))
+            ok &= same
+            print(f"  {name}: {'equal' if same else 'MISMATCH (values differ)'}")
+            continue
         with np.errstate(invalid="ignore"):  # inf - inf: equal values, no error
             diff = np.where(got == want, 0.0, np.abs(got.astype(np.float64) - want))
         error = float(np.max(diff)) if want.size else 0.0

@@ -247,23 +247,28 @@ class CompiledModel:
             if type(array) is not np.ndarray:
                 array = np.asarray(array)
             if array.dtype != dtype or array.shape != shape:
-                self._refuse(name, array)
+                array = self._admit(name, array)
             if not array.flags.c_contiguous:  # steps bind feeds by their data pointer
                 array = np.ascontiguousarray(array)
             values[name] = array
         return values
 
-    def _refuse(self, name: str, array: np.ndarray) -> None:
-        """Raise for a feed of the wrong dtype or shape, unless only dynamic dims differ."""
+    def _admit(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A feed off the fast path: fine if only dynamic dims differ, or if it holds
+        strings as numpy's fixed-width ``str`` (made an object array, as onnxruntime
+        takes them); anything else raises."""
         spec = next(s for s in self.inputs if s.name == name)
         fits = len(array.shape) == len(spec.shape) and all(
             want in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
         )
+        if spec.dtype == "string" and array.dtype.kind == "U":
+            array = array.astype(object)
         if array.dtype != spec.numpy_dtype or not fits:
             raise InputError(
                 f"input '{name}' is {array.dtype}{tuple(array.shape)}, "
                 f"expected {spec.dtype}{spec.shape}"
             )
+        return array
 
     def save(self, path: str | Path) -> Path:
         """Write the package (a ``.byoc`` file); see :mod:`byoc_sdk.package`."""

@@ -730,3 +730,26 @@ def test_region_ops_expand_composites_with_region_level_keys():
     assert first_mm.outputs[0].key != second_mm.outputs[0].key  # shared body, two keys
     assert first_mm.outputs[0].value is second_mm.outputs[0].value
     assert first_mm.inputs[1].key == "w"  # a bound constant keeps its name
+
+
+def test_string_graph_inputs_and_outputs_pass_through(tmp_path: Path) -> None:
+    # A string graph input made every build an internal error ("data type 'string' not
+    # understood"); strings are object arrays of str, as onnxruntime hands them out.
+    from byoc_sdk.cli import main
+
+    model = onnx_text("""<ir_version: 8, opset_import: ["" : 18]>
+        g (string[2] s, float[2,4] x) => (float[2,4] y, string[2] t) {
+          y = Relu(x)
+          t = Identity(s)
+        }""")
+    compiled = build(model, ["cpu"])
+    x = np.ones((2, 4), np.float32)
+    for strings in (np.array(["a", "bc"]), np.array(["a", "bc"], dtype=object)):
+        outputs = compiled.run({"s": strings, "x": x})
+        assert outputs["t"].dtype == object and list(outputs["t"]) == ["a", "bc"]
+    with pytest.raises(InputError, match="input 's' is int64"):
+        compiled.run({"s": np.array([1, 2]), "x": x})
+    package = compiled.save(tmp_path / "strings.byoc")
+    assert list(CompiledModel.load(package).run({"s": np.array(["z", "y"]), "x": x})["t"]) == [
+        "z", "y"]
+    assert main(["run", str(package), "--random-inputs", "--check"]) == 0
