@@ -46,8 +46,11 @@ def run_onnxruntime(model: onnx.ModelProto | ir.Model, feeds: Feeds) -> dict[str
     """Outputs by name, from one single-threaded CPU session."""
     import onnxruntime as ort
 
+    from byoc_sdk.modules import SESSION_LOG_SEVERITY
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = SESSION_LOG_SEVERITY  # a refusal raises; no log line too
     proto = as_proto(model)
     session = ort.InferenceSession(
         proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
