@@ -28,22 +28,25 @@ import hashlib
 import json
 import math
 import platform
-import re
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import onnx
 
-from byoc_sdk.codegen import ARTIFACT_TYPES, Artifact, Binary, CSource, JsonGraph, TensorSpec
+from byoc_sdk.codegen import Artifact, Binary, CSource, JsonGraph, TensorSpec
 from byoc_sdk.errors import ByocError
 from byoc_sdk.loader import attribute_graphs
 from byoc_sdk.report import PartitionReport
 from byoc_sdk.vendor_runtime import RegionSignature
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 FORMAT = "byoc-package"
 FORMAT_VERSION = 1
@@ -272,185 +275,120 @@ def _safe_member(name: str, label: str) -> None:
                            file=label)
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-#: How each JSON type is named in an error.
-_ARTICLES = {"object": "an object", "array": "an array", "string": "a string",
-             "integer": "an integer", "number": "a number", "boolean": "a boolean",
-             "null": "null"}
-
-
-def _json_type(value: object) -> str:
-    """The JSON name of ``value``'s type, as json.loads makes them (a bool is no integer)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    for kind, types in (("integer", int), ("number", float), ("string", str),
-                        ("array", list), ("object", dict)):
-        if isinstance(value, types):
-            return kind
-    return type(value).__name__
-
-
-def _a(kind: str) -> str:
-    return _ARTICLES.get(kind, kind)
-
-
-def _item(path: str, key: str) -> str:
-    """The path of ``key`` in the object at ``path``, quoted: keys hold dots and slashes
-    (``members["regions/cpu_0/graph.json"]``)."""
-    return f"{path}[{json.dumps(key)}]"
+#: JSON's types as errors name them; integer before number, which includes it.
+_TYPES = {"null": "null", "boolean": "a boolean", "integer": "an integer", "number": "a number",
+          "string": "a string", "array": "an array", "object": "an object"}
 
 
 @functools.cache
-def _dtype_names() -> frozenset[str]:
-    """Every dtype name byoc writes into a spec (those of all ONNX element types)."""
-    import onnx_ir as ir
+def _manifest_validator() -> Validator:
+    """Made once, on the first load: importing byoc does not import jsonschema."""
+    from jsonschema import Draft202012Validator, validators
 
-    from byoc_sdk.node_info import dtype_name
+    from byoc_sdk.manifest import SCHEMA
 
-    return frozenset(dtype_name(t) for t in ir.DataType if t != ir.DataType.UNDEFINED)
+    # JSON Schema counts 2.0 as an integer, but shapes and versions are used as Python
+    # ints (json.loads makes 2.0 a float): only an int is one here, and a bool is not.
+    ints = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return validators.extend(Draft202012Validator, type_checker=ints)(SCHEMA)
 
 
-class _ManifestCheck:
-    """Checks every field of a manifest (its presence, JSON type and cross-references)
-    before anything reads it: a hand-damaged manifest is then one PackageError naming the
-    package file and the field (``regions[0].entry``), never a KeyError or TypeError
-    from deep inside the loader. Fields byoc does not know are left alone."""
+def _damaged(label: str, path: str, problem: str) -> NoReturn:
+    where = f"field '{path}'" if path else "it"
+    raise PackageError(f"manifest.json is damaged: {where} {problem}", file=label)
 
-    def __init__(self, label: str) -> None:
-        self.label = label
 
-    def fail(self, path: str | None, problem: str) -> NoReturn:
-        where = f"field '{path}'" if path else "it"
-        raise PackageError(f"manifest.json is damaged: {where} {problem}", file=self.label)
+def _json_type(value: object) -> str:
+    return next(name for kind, name in _TYPES.items()
+                if _manifest_validator().is_type(value, kind))
 
-    def field(self, obj: dict[str, Any], key: str, *kinds: str, path: str = "",
-              optional: bool = False) -> Any:
-        """``obj[key]`` if its JSON type is one of ``kinds``."""
-        full = f"{path}.{key}" if path else key
-        if key not in obj:
-            if optional:
-                return None
-            self.fail(full, "is missing")
-        return self.value(obj[key], full, *kinds)
 
-    def value(self, value: Any, path: str, *kinds: str) -> Any:
-        found = _json_type(value)
-        if found not in kinds:
-            wanted = " or ".join(_a(k) for k in kinds)
-            self.fail(path, f"should be {wanted}, not {_a(found)}")
-        return value
+def _shown(value: object) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
 
-    def strings(self, obj: dict[str, Any], key: str, path: str = "") -> list[str]:
-        full = f"{path}.{key}" if path else key
-        items = self.field(obj, key, "array", path=path)
-        for i, item in enumerate(items):
-            self.value(item, f"{full}[{i}]", "string")
-        return items
 
-    def string_map(self, obj: dict[str, Any], key: str, path: str = "") -> dict[str, str]:
-        full = f"{path}.{key}" if path else key
-        items = self.field(obj, key, "object", path=path)
-        for name, item in items.items():
-            self.value(item, _item(full, name), "string")
-        return items
+def _item(path: str, key: str) -> str:
+    """``key`` of the map at ``path``, quoted: keys hold dots and slashes (of members)."""
+    return f"{path}[{json.dumps(key)}]"
 
-    def shape(self, obj: dict[str, Any], path: str, lowest: int) -> None:
-        """A list of integers of at least ``lowest`` (-1 marks a dynamic dimension)."""
-        dims = self.field(obj, "shape", "array", path=path)
-        for i, dim in enumerate(dims):
-            if self.value(dim, f"{path}.shape[{i}]", "integer") < lowest:
-                self.fail(f"{path}.shape[{i}]", f"is {dim}, below {lowest}")
 
-    def spec(self, value: Any, path: str) -> None:
-        """A :class:`TensorSpec` as ``to_json`` writes it."""
-        self.value(value, path, "object")
-        self.field(value, "name", "string", path=path)
-        dtype = self.field(value, "dtype", "string", path=path)
-        if dtype not in _dtype_names():
-            self.fail(f"{path}.dtype", f"is '{dtype}', not an ONNX element type")
-        self.shape(value, path, -1)
-        self.field(value, "sha256", "string", "null", path=path, optional=True)
+def _schema_problem(error: ValidationError) -> tuple[str, str]:
+    """The field (``regions[0].entry``) and the problem that a schema error is about."""
+    # Only the schema path tells a field (under "properties") from a map's key.
+    path, keys = "", iter(error.absolute_path)
+    steps = iter(list(error.absolute_schema_path)[:-1])  # the last is the failed keyword
+    for step in steps:
+        if step == "properties":
+            next(steps)  # the field's name, which is the instance's next key
+            path += f".{next(keys)}"
+        elif step == "additionalProperties":
+            path = _item(path, next(keys))
+        elif step == "items":
+            path += f"[{next(keys)}]"
+    path, value, wanted = path.removeprefix("."), error.instance, error.validator_value
+    if error.validator == "required":
+        missing = next(key for key in wanted if key not in value)
+        return f"{path}.{missing}".removeprefix("."), "is missing"
+    if error.validator == "type":
+        kinds = [wanted] if isinstance(wanted, str) else wanted
+        return path, f"should be {' or '.join(_TYPES[k] for k in kinds)}, not {_json_type(value)}"
+    if error.validator == "minimum":
+        return path, f"is {value}, below {wanted}"
+    if error.validator == "pattern":
+        return path, f"should be {error.schema['description']}"
+    if error.validator == "enum":
+        *others, last = [_shown(choice) for choice in wanted]
+        expected = error.schema.get("description") or f"{', '.join(others)} or {last}"
+        return path, f"is {_shown(value)}, not {expected}"
+    return path, error.message  # a keyword the schema does not use yet
 
-    def specs(self, obj: dict[str, Any], key: str, path: str = "") -> None:
-        full = f"{path}.{key}" if path else key
-        for i, item in enumerate(self.field(obj, key, "array", path=path)):
-            self.spec(item, f"{full}[{i}]")
 
-    def constant_ref(self, sha: str, path: str, constants: dict[str, Any]) -> None:
+def _check_manifest(manifest: dict[str, Any], label: str) -> None:
+    """Every field, before anything reads one: a hand-damaged manifest is then one
+    PackageError naming the field, never a KeyError or TypeError from the loader."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_manifest_validator().iter_errors(manifest))
+    if error is not None:
+        _damaged(label, *_schema_problem(error))
+    # What the schema cannot say: that what one field names, another holds.
+    members, constants = manifest["members"], manifest["constants"]
+
+    def constant(sha: str, path: str) -> None:
         if sha not in constants:
-            self.fail(path, f"names constant '{sha}', which 'constants' does not list")
+            _damaged(label, path, f"names constant '{sha}', which 'constants' does not list")
 
-    def manifest(self, manifest: dict[str, Any]) -> None:
-        members = self.string_map(manifest, "members")
-        for name, digest in members.items():
-            if not _SHA256.fullmatch(digest):
-                self.fail(_item("members", name), "should be a sha256 (64 hex digits)")
-        self.field(manifest, "byoc_version", "string")
-        self.field(self.field(manifest, "platform", "object"), "tag", "string", path="platform")
-        self.string_map(manifest, "targets")
-        self.specs(manifest, "inputs")
-        self.strings(manifest, "outputs")
-        constants = self.field(manifest, "constants", "object")
-        for sha, info in constants.items():
-            path = _item("constants", sha)
-            self.value(info, path, "object")
-            dtype = self.field(info, "dtype", "string", path=path)
-            try:  # stored from a numpy array, so numpy (with ml_dtypes) must know it
-                np.dtype(dtype)
-            except TypeError:
-                self.fail(f"{path}.dtype", f"is '{dtype}', not a numpy dtype")
-            self.shape(info, path, 0)
-            if f"constants/{sha}.bin" not in members:
-                self.fail(path, f"has no member constants/{sha}.bin in 'members'")
-        for name, sha in self.string_map(manifest, "step_constants").items():
-            self.constant_ref(sha, _item("step_constants", name), constants)
-        seen: set[str] = set()
-        for i, entry in enumerate(self.field(manifest, "regions", "array")):
-            self.region(entry, f"regions[{i}]", constants, members, seen)
-
-    def region(self, entry: Any, path: str, constants: dict[str, Any],
-               members: dict[str, str], seen: set[str]) -> None:
-        self.value(entry, path, "object")
-        name = self.field(entry, "name", "string", path=path)
+    for sha, info in constants.items():
+        path = _item("constants", sha)
+        try:  # stored from a numpy array, so numpy (with ml_dtypes) must know it
+            np.dtype(info["dtype"])
+        except TypeError:
+            _damaged(label, f"{path}.dtype", f"is '{info['dtype']}', not a numpy dtype")
+        if f"constants/{sha}.bin" not in members:
+            _damaged(label, path, f"has no member constants/{sha}.bin in 'members'")
+    for name, sha in manifest["step_constants"].items():
+        constant(sha, _item("step_constants", name))
+    seen: set[str] = set()
+    for i, entry in enumerate(manifest["regions"]):
+        path, name = f"regions[{i}]", entry["name"]
         if name in seen:
-            self.fail(f"{path}.name", f"repeats region name '{name}'")
+            _damaged(label, f"{path}.name", f"repeats region name '{name}'")
         seen.add(name)
-        self.field(entry, "target", "string", path=path)
-        status = self.field(entry, "status", "string", path=path)
-        if status not in ("compiled", "fallback"):
-            self.fail(f"{path}.status", f"is '{status}', not 'compiled' or 'fallback'")
-        self.field(entry, "reason", "string", path=path)
-        kind = self.field(entry, "kind", "string", "null", path=path, optional=True)
-        if "inputs" in entry or "outputs" in entry or status == "compiled":
-            self.specs(entry, "inputs", path)
-            self.specs(entry, "outputs", path)
-        if status != "compiled":
-            return  # a fallback keeps no artifact: the host runs its ONNX function
-        if kind not in ARTIFACT_TYPES:
-            self.fail(f"{path}.kind", f"is {json.dumps(kind)}, not one of "
-                      f"{', '.join(sorted(ARTIFACT_TYPES))}")
-        bound = self.string_map(entry, "constants", path)
-        for constant, sha in bound.items():
-            self.constant_ref(sha, _item(f"{path}.constants", constant), constants)
-        for i, constant in enumerate(self.strings(entry, "init_constants", path)):
-            if constant not in bound:
-                self.fail(f"{path}.init_constants[{i}]",
-                          f"names '{constant}', which '{path}.constants' does not bind")
-        base = f"regions/{name}"
-        if kind == "c_source":
-            for key in ("entry", "language"):
-                self.field(entry, key, "string", path=path)
-            self.strings(entry, "flags", path)
-            needed = [f"{base}/src/{source}" for source in self.strings(entry, "sources", path)]
-        else:
-            self.field(entry, "runtime", "string", path=path)
-            needed = [f"{base}/graph.json" if kind == "json" else f"{base}/program.bin"]
-        for member in needed:
+        if entry["status"] != "compiled":
+            continue  # a fallback keeps no artifact: the host runs its ONNX function
+        for key, sha in entry["constants"].items():
+            constant(sha, _item(f"{path}.constants", key))
+        for j, key in enumerate(entry["init_constants"]):
+            if key not in entry["constants"]:
+                _damaged(label, f"{path}.init_constants[{j}]",
+                         f"names '{key}', which '{path}.constants' does not bind")
+        kind = entry["kind"]
+        needed = ([f"src/{source}" for source in entry["sources"]] if kind == "c_source"
+                  else ["graph.json" if kind == "json" else "program.bin"])
+        for member in (f"regions/{name}/{file}" for file in needed):
             if member not in members:
-                self.fail(path, f"needs member {member}, which 'members' does not list")
+                _damaged(label, path, f"needs member {member}, which 'members' does not list")
 
 
 def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -472,13 +410,13 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             manifest = json.loads(zf.read("manifest.json"))
         except (ValueError, zipfile.BadZipFile) as exc:
             raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
-        check = _ManifestCheck(label)
         if not isinstance(manifest, dict):
-            check.fail(None, f"should hold a JSON object, not {_a(_json_type(manifest))}")
+            _damaged(label, "", f"should hold a JSON object, not {_json_type(manifest)}")
         if manifest.get("format") != FORMAT:
             raise PackageError("not a byoc package (wrong format field)", file=label)
-        version = check.field(manifest, "format_version", "integer")
-        if version != FORMAT_VERSION:
+        # Before the schema: another version's manifest may have other fields.
+        version = manifest.get("format_version")
+        if _manifest_validator().is_type(version, "integer") and version != FORMAT_VERSION:
             raise PackageError(
                 f"package format version {version} is not supported "
                 f"(this byoc reads version {FORMAT_VERSION}); rebuild it with this byoc",
@@ -486,7 +424,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             )
         # Every field is checked before any is used, so that a hand-edited manifest gets
         # one error naming the field, not a KeyError from wherever it is first read.
-        check.manifest(manifest)
+        _check_manifest(manifest, label)
         listed = manifest["members"]
         unlisted = sorted(set(names) - set(listed) - {"manifest.json"})
         if unlisted:
@@ -623,12 +561,9 @@ def _load_region(entry: dict[str, Any], members: dict[str, bytes], label: str) -
     elif kind == "json":
         region.artifact = JsonGraph(json.loads(_member(members, f"{base}/graph.json", label)),
                                     entry["runtime"], list(entry["init_constants"]))
-    elif kind == "binary":
+    else:  # "binary": the manifest's schema allows no other kind
         region.artifact = Binary(_member(members, f"{base}/program.bin", label),
                                  entry["runtime"], list(entry["init_constants"]))
-    else:
-        raise PackageError(f"region {region.name} has unknown artifact kind '{kind}'",
-                           file=label)
     return region
 
 

@@ -267,6 +267,30 @@ def test_malformed_package(edit, message, saved, tmp_path):
         CompiledModel.load(bad)
 
 
+def test_manifest_schema_is_a_valid_json_schema():
+    # Checked here once, not on every load, which trusts the schema it ships with.
+    from jsonschema import Draft202012Validator
+
+    from byoc_sdk.manifest import SCHEMA
+
+    Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_manifest_fields_byoc_does_not_know_are_allowed(saved, tmp_path):
+    # A newer byoc may add fields; this one reads the fields it knows and ignores the rest.
+    path, model, _compiled = saved("json")
+
+    def add_fields(m: dict) -> None:
+        m["added_later"] = {"any": [1, "thing"]}
+        m["platform"]["added_later"] = 1
+        m["regions"][0]["added_later"] = None
+        m["inputs"][0]["added_later"] = "x"
+
+    newer = rewrite(path, tmp_path / "newer.byoc", manifest=add_fields)
+    feeds = random_inputs(model, seed=3)
+    assert_outputs_close(CompiledModel.load(newer).run(feeds), run_onnxruntime(model, feeds))
+
+
 def test_not_a_package(tmp_path):
     onnx_file = tmp_path / "model.byoc"
     onnx_file.write_bytes(b"\x08\x07" + bytes(100))
