@@ -19,14 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byoc_sdk.recursive.structure import CycleError, Structure
+from byoc_sdk.recursive.structure import CycleError, Structure, StructureError
 
 
 def node_levels(structure: Structure | np.ndarray, *, name: str = "structure") -> np.ndarray:
     """Each node's level (0 for leaves). Raises :class:`CycleError` naming a node of a cycle.
 
-    Relaxes ``level = 1 + max(level of children)`` until nothing changes: as many vectorized
-    steps as the structure is high.
+    One pass in topological order (Kahn's algorithm): a node is taken once its last child
+    is, and raises each parent's level to its own plus one. That is O(nodes + edges) however
+    high the structure is; relaxing all nodes once per level instead costs nodes x height,
+    minutes for a 100k-node chain. Nodes never taken lie on or above a cycle.
     """
     if isinstance(structure, Structure):
         return structure.memo("levels", lambda: node_levels(structure.children,
@@ -34,15 +36,35 @@ def node_levels(structure: Structure | np.ndarray, *, name: str = "structure") -
     children = structure
     n = children.shape[0]
     present = children >= 0
-    safe = np.where(present, children, 0)
-    level = np.zeros(n, dtype=np.int32)
-    for _ in range(n + 1):
-        child_levels = np.where(present, level[safe], -1)
-        new = child_levels.max(axis=1, initial=-1) + 1
-        if np.array_equal(new, level):
-            return level
-        level = new.astype(np.int32)
-    raise CycleError(f"{name}: nodes {_find_cycle(children)} form a cycle")
+    rows, cols = np.nonzero(present)
+    named = children[rows, cols].astype(np.int64)
+    # Each node's parents, as a CSR list: parents[starts[v]:starts[v + 1]].
+    parents = rows[np.argsort(named, kind="stable")].tolist()
+    starts = np.concatenate(([0], np.cumsum(np.bincount(named, minlength=n)))).tolist()
+    waiting = present.sum(axis=1)  # children not yet taken
+    ready = np.flatnonzero(waiting == 0).tolist()
+    waiting_list = waiting.tolist()
+    # Python lists, not numpy scalars: the loop touches one element at a time.
+    level = [0] * n
+    taken = 0
+    while ready:
+        v = ready.pop()
+        taken += 1
+        above = level[v] + 1
+        for p in parents[starts[v]:starts[v + 1]]:
+            if level[p] < above:
+                level[p] = above
+            waiting_list[p] -= 1
+            if not waiting_list[p]:
+                ready.append(p)
+    if taken < n:
+        cycle = _find_cycle(children)
+        if len(cycle) > 12:  # a long cycle is named by its start, not printed whole
+            shown = ", ".join(str(v) for v in cycle[:10])
+            raise CycleError(f"{name}: nodes [{shown}, ...] form a cycle of "
+                             f"{len(cycle) - 1} nodes")
+        raise CycleError(f"{name}: nodes {cycle} form a cycle")
+    return np.array(level, dtype=np.int32)
 
 
 def _find_cycle(children: np.ndarray) -> list[int]:
@@ -101,8 +123,14 @@ class Linearization:
 
 def linearize(structures: Sequence[Structure]) -> Linearization:
     """Number the nodes of ``structures`` (a batch) so that every level is a contiguous range."""
+    structures = list(structures)
     if not structures:
-        raise ValueError("linearize needs at least one structure")
+        raise StructureError("linearize: the batch is empty; it needs at least one structure")
+    for i, s in enumerate(structures):
+        if not isinstance(s, Structure):
+            raise StructureError(f"linearize: batch item {i} is a {type(s).__name__}, not a "
+                                 "Structure (build one with Structure.from_parents, "
+                                 "from_nested or from_children)")
     sizes = np.array([s.num_nodes for s in structures], dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(sizes)))
     width = max(s.max_arity for s in structures)

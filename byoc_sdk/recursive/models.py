@@ -17,22 +17,39 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from byoc_sdk.recursive.cells import CellBuilder, Feature, RecursiveModel, StateSpec
+from byoc_sdk.recursive.cells import CellBuilder, CellError, Feature, RecursiveModel, StateSpec
 
 Params = Mapping[str, np.ndarray]
 
 
-def _params(given: Params | None, shapes: Mapping[str, tuple[int, ...]], seed: int,
+def _sizes(model: str, **sizes: int) -> None:
+    """Every size (hidden, embed, vocab, features) is a positive integer: a zero or negative
+    size would otherwise fail deep inside numpy or ONNX with no word of which argument."""
+    for what, value in sizes.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise CellError(f"model {model}: {what} must be a positive integer, got {value!r}")
+        if value < 1:
+            raise CellError(f"model {model}: {what} must be at least 1, got {value}")
+
+
+def _params(model: str, given: Params | None, shapes: Mapping[str, tuple[int, ...]], seed: int,
             special: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``given`` checked against ``shapes``, or seeded draws (scaled by 1/sqrt(fan-in))."""
     if given is not None:
         missing = sorted(set(shapes) - set(given))
         if missing:
-            raise ValueError(f"missing weights {missing}")
-        out = {name: np.asarray(given[name], dtype=np.float32) for name in shapes}
+            raise CellError(f"model {model}: params lacks weights {missing} "
+                            f"(it needs {sorted(shapes)})")
+        out: dict[str, np.ndarray] = {}
         for name, shape in shapes.items():
+            try:
+                out[name] = np.asarray(given[name], dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise CellError(f"model {model}: weight {name} is not a float array "
+                                f"({exc})") from exc
             if out[name].shape != shape:
-                raise ValueError(f"weight {name} has shape {out[name].shape}, expected {shape}")
+                raise CellError(f"model {model}: weight {name} has shape "
+                                f"{out[name].shape}, expected {shape}")
         return out
     rng = np.random.default_rng(seed)
     out = {}
@@ -53,9 +70,11 @@ def _word(p: dict[str, np.ndarray], embed: str = "embedding") -> Feature:
 def tree_fc(hidden: int, *, embed: int | None = None, vocab: int = 21701,
             params: Params | None = None, seed: int = 0) -> RecursiveModel:
     """TreeFC (TreeRNN): leaves ``h = relu(x W_x + b_x)``, internal ``relu([h_0; h_1] W + b)``."""
-    embed = embed or hidden
-    p = _params(params, {"embedding": (vocab, embed), "W_x": (embed, hidden), "b_x": (hidden,),
-                         "W": (2 * hidden, hidden), "b": (hidden,)}, seed)
+    embed = hidden if embed is None else embed
+    _sizes("TreeFC", hidden=hidden, embed=embed, vocab=vocab)
+    p = _params("TreeFC", params, {"embedding": (vocab, embed), "W_x": (embed, hidden),
+                                   "b_x": (hidden,), "W": (2 * hidden, hidden), "b": (hidden,)},
+                seed)
     state = (StateSpec("h", (hidden,)),)
     leaf = CellBuilder("tree_fc_leaf")
     x = leaf.input("x", (embed,))
@@ -78,11 +97,12 @@ def tree_gru(hidden: int, *, embed: int | None = None, vocab: int = 21701,
     ``s = h_0 + h_1``: ``z = σ(s U_z + b_z)``, ``r_k = σ(h_k U_r + b_r)``,
     ``ĥ = tanh((r_0 ⊙ h_0 + r_1 ⊙ h_1) U_h + b_h)``, ``h = z ⊙ s + (1 - z) ⊙ ĥ``.
     """
-    embed = embed or hidden
-    p = _params(params, {"embedding": (vocab, embed), "W_zh": (embed, 2 * hidden),
-                         "b_z": (hidden,), "b_h": (hidden,), "U_z": (hidden, hidden),
-                         "U_r": (hidden, hidden), "b_r": (hidden,), "U_h": (hidden, hidden)},
-                seed)
+    embed = hidden if embed is None else embed
+    _sizes("TreeGRU", hidden=hidden, embed=embed, vocab=vocab)
+    p = _params("TreeGRU", params, {"embedding": (vocab, embed), "W_zh": (embed, 2 * hidden),
+                                    "b_z": (hidden,), "b_h": (hidden,), "U_z": (hidden, hidden),
+                                    "U_r": (hidden, hidden), "b_r": (hidden,),
+                                    "U_h": (hidden, hidden)}, seed)
     state = (StateSpec("h", (hidden,)),)
     leaf = CellBuilder("tree_gru_leaf")
     x = leaf.input("x", (embed,))
@@ -117,10 +137,11 @@ def tree_lstm(hidden: int, *, embed: int | None = None, vocab: int = 21701,
     ``x``, ``s = h_0 + h_1``), forget gates ``f_k = σ(h_k U_f + b_f)``,
     ``c = σ(i) ⊙ tanh(u) + Σ f_k ⊙ c_k``, ``h = σ(o) ⊙ tanh(c)``.
     """
-    embed = embed or hidden
-    p = _params(params, {"embedding": (vocab, embed), "W_iou": (embed, 3 * hidden),
-                         "U_iou": (hidden, 3 * hidden), "b_iou": (3 * hidden,),
-                         "U_f": (hidden, hidden), "b_f": (hidden,)}, seed)
+    embed = hidden if embed is None else embed
+    _sizes("TreeLSTM", hidden=hidden, embed=embed, vocab=vocab)
+    p = _params("TreeLSTM", params, {"embedding": (vocab, embed), "W_iou": (embed, 3 * hidden),
+                                     "U_iou": (hidden, 3 * hidden), "b_iou": (3 * hidden,),
+                                     "U_f": (hidden, hidden), "b_f": (hidden,)}, seed)
     state = (StateSpec("h", (hidden,)), StateSpec("c", (hidden,)))
 
     def finish(b: CellBuilder, iou: str, carried: list[str]) -> None:
@@ -157,6 +178,7 @@ def mv_rnn(hidden: int, *, vocab: int = 1000, params: Params | None = None,
     identity and ``W_M`` near ``[I I] / 2``, as in the paper, so deep trees stay bounded.
     The vocabulary holds ``hidden**2`` floats a word, hence the smaller default.
     """
+    _sizes("MV-RNN", hidden=hidden, vocab=vocab)
     rng = np.random.default_rng(seed + 1)
     eye = np.eye(hidden, dtype=np.float32)
     special = {
@@ -164,9 +186,10 @@ def mv_rnn(hidden: int, *, vocab: int = 1000, params: Params | None = None,
         "W_M": np.concatenate([eye, eye], axis=1) / 2
         + 0.01 * rng.standard_normal((hidden, 2 * hidden)),
     }
-    p = _params(params, {"word_vectors": (vocab, hidden), "word_matrices": (vocab, hidden, hidden),
-                         "W": (2 * hidden, hidden), "w": (hidden,), "W_M": (hidden, 2 * hidden)},
-                seed, special)
+    p = _params("MV-RNN", params, {"word_vectors": (vocab, hidden),
+                                   "word_matrices": (vocab, hidden, hidden),
+                                   "W": (2 * hidden, hidden), "w": (hidden,),
+                                   "W_M": (hidden, 2 * hidden)}, seed, special)
     state = (StateSpec("a", (hidden,)), StateSpec("A", (hidden, hidden)))
     features = (Feature("x", (hidden,), p["word_vectors"]),
                 Feature("X", (hidden, hidden), p["word_matrices"]))
@@ -193,7 +216,9 @@ def dag_rnn(hidden: int, features: int, *, params: Params | None = None,
     ``h = tanh(x U + Σ_k h_k W + b)`` over a node's predecessors (up to two; a missing one
     reads zeros); nodes without predecessors have ``h = tanh(x U + b)``.
     """
-    p = _params(params, {"U": (features, hidden), "W": (hidden, hidden), "b": (hidden,)}, seed)
+    _sizes("DAG-RNN", hidden=hidden, features=features)
+    p = _params("DAG-RNN", params,
+                {"U": (features, hidden), "W": (hidden, hidden), "b": (hidden,)}, seed)
     state = (StateSpec("h", (hidden,)),)
     feature = (Feature("x", (features,)),)
 

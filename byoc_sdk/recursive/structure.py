@@ -8,7 +8,7 @@ two parents is reported once, with the node named, instead of surfacing as a wro
 crash inside a compiled kernel.
 
 Builders: :meth:`Structure.from_parents` (parent arrays, as in the SST data),
-:meth:`Structure.from_nested` (nested tuples), :meth:`Structure.from_children`
+:meth:`Structure.from_nested` (nested tuples or lists), :meth:`Structure.from_children`
 (child-index arrays), plus generators for complete, random binary and grid-shaped structures.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,13 +58,25 @@ class Structure:
     _stats: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        children = np.asarray(self.children)
+        try:
+            children = np.asarray(self.children)
+        except ValueError as exc:  # ragged rows
+            raise StructureError(f"{self.name}: children must be a 2-D integer array; for "
+                                 f"ragged child lists use Structure.from_children ({exc})") from exc
         if children.ndim == 1:
             children = children.reshape(-1, 1) if children.size else children.reshape(0, 0)
-        if children.ndim != 2 or not np.issubdtype(children.dtype, np.integer):
-            raise StructureError(f"{self.name}: children must be a 2-D integer array, "
-                                 f"got {children.dtype} of shape {children.shape}")
-        children = np.ascontiguousarray(children, dtype=np.int32)
+        if children.ndim != 2:
+            raise StructureError(f"{self.name}: children must be a 2-D integer array (row v: "
+                                 f"node v's children), got shape {children.shape}")
+        n = children.shape[0]
+        if n >= 2**31:
+            raise StructureError(f"{self.name}: {n} nodes do not fit 32-bit node indices")
+        # Indices are range-checked in the caller's dtype before they are narrowed, so
+        # 2**32 - 1 or 2**33 + 1 is reported instead of wrapping to -1 (a silently dropped
+        # child) or to a valid node. The result is always a new array: the structure
+        # locks it read-only and must not lock, or be changed through, the caller's.
+        wide = _node_indices(children, n, self.name, "child", "structure")
+        children = wide.astype(np.int32)
         children.setflags(write=False)
         object.__setattr__(self, "children", children)
         self._stats["levels"] = _check(children, self.kind, self.name)
@@ -76,29 +88,70 @@ class Structure:
         cls, children: Sequence[Sequence[int]] | np.ndarray, *, kind: Kind = "tree",
         name: str = "structure",
     ) -> Structure:
-        """From a child-index array or a list of child lists (ragged lists are padded)."""
+        """From a child-index array or a list of child lists (ragged lists are padded).
+
+        A 1-D array gives each node at most one child; a list must hold one list of child
+        indices per node (``[[1, 2], [], []]``), so a flat list such as ``[1, 2, -1]`` is
+        refused rather than guessed at. Indices must be integers: floats, bools and strings
+        are refused, not rounded.
+        """
         if isinstance(children, np.ndarray):
             return cls(children, kind, name)
-        rows = [list(row) for row in children]
-        width = max((len(row) for row in rows), default=0)
-        array = np.full((len(rows), width), -1, dtype=np.int64)
+        if isinstance(children, (str, bytes)) or not isinstance(children, Iterable):
+            raise StructureError(f"{name}: children must be a 2-D integer array or a list of "
+                                 f"child lists (one per node), got {type(children).__name__}")
+        rows = list(children)
         for v, row in enumerate(rows):
-            array[v, : len(row)] = row
+            if (isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray))
+                    or (isinstance(row, np.ndarray) and row.ndim != 1)):
+                raise StructureError(f"{name}: children must hold one list of child indices "
+                                     f"per node; node {v}'s entry is {row!r}")
+        flat = [index for row in rows for index in row]
+        # np.asarray would read True as 1 in a list that also holds ints.
+        if any(isinstance(index, (bool, np.bool_)) for index in flat):
+            raise StructureError(f"{name}: child indices must be integers, not bools")
+        try:
+            values = np.asarray(flat) if flat else np.zeros(0, dtype=np.int64)
+        except ValueError:  # ragged lists inside a row
+            values = np.zeros((0, 0))
+        if values.ndim != 1:
+            raise StructureError(f"{name}: each node's children must be a flat list of "
+                                 "child indices, not nested lists")
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        width = int(lengths.max(initial=0))
+        wide = _node_indices(values, len(rows), name, "child", "structure",
+                             owners=np.repeat(np.arange(len(rows)), lengths))
+        array = np.full((len(rows), width), -1, dtype=np.int64)
+        # Row-major order of the mask is the order of ``flat``: row by row, left to right.
+        array[np.arange(width) < lengths[:, None]] = wide
         return cls(array, kind, name)
 
     @classmethod
     def from_parents(cls, parents: Sequence[int] | np.ndarray, *, name: str = "tree") -> Structure:
         """From a parent array: ``parents[v]`` is node ``v``'s parent, ``-1`` for the root.
 
-        Children are listed in node order (the SST convention: left child first).
+        Children are listed in node order (the SST convention: left child first). Parents
+        must be integers: floats, bools and strings are refused, not rounded.
         """
-        parents = np.asarray(parents, dtype=np.int64)
-        n = len(parents)
-        bad = np.flatnonzero((parents < -1) | (parents >= n))
-        if bad.size:
-            v = int(bad[0])
-            raise MissingChildError(f"{name}: node {v} names parent {int(parents[v])}, "
-                                    f"which is not a node (the tree has {n} nodes)")
+        if isinstance(parents, (str, bytes)):
+            raise StructureError(f"{name}: parents must be a 1-D sequence of parent indices, "
+                                 "got a string")
+        try:
+            given = np.asarray(parents)
+        except ValueError as exc:  # ragged nesting
+            raise StructureError(f"{name}: parents must be a 1-D sequence of parent "
+                                 f"indices ({exc})") from exc
+        if given.ndim != 1:
+            raise StructureError(f"{name}: parents must be a 1-D sequence of parent indices, "
+                                 f"got {type(parents).__name__} of shape {given.shape}")
+        # np.asarray would read True as 1 in a list that also holds ints.
+        if not isinstance(parents, np.ndarray) and any(
+                isinstance(p, (bool, np.bool_)) for p in parents):
+            raise StructureError(f"{name}: parent indices must be integers, not bools")
+        n = len(given)
+        if n == 0:  # checked before the dtype: np.asarray([]) is float64
+            raise StructureError(f"{name}: parents is empty; a tree needs at least one node")
+        parents = _node_indices(given, n, name, "parent", "tree")
         roots = np.flatnonzero(parents == -1)
         if roots.size != 1:
             raise StructureError(f"{name}: a tree has exactly one root (parent -1), "
@@ -117,10 +170,12 @@ class Structure:
 
     @classmethod
     def from_nested(cls, nested: Any, *, name: str = "tree") -> Structure:
-        """From nested tuples: a tuple is an internal node of its items, anything else a leaf.
+        """From nested tuples or lists: a tuple or list is an internal node of its items,
+        anything else (a word, a number, None) a leaf.
 
-        ``((a, b), c)`` is a root with children ``(a, b)`` and ``c``. Nodes are numbered in
-        post-order, so the root is the last node.
+        ``((a, b), c)`` and ``[[a, b], c]`` are a root with children ``(a, b)`` and ``c``.
+        Nodes are numbered in post-order, so the root is the last node. An empty tuple or
+        list is refused: it would be an internal node without children.
         """
         rows: list[list[int]] = []
         # Iterative post-order: deep trees must not hit Python's recursion limit.
@@ -128,13 +183,14 @@ class Structure:
         results: list[int] = []
         while stack:
             item, done = stack.pop()
-            if isinstance(item, tuple) and done is None:
+            if isinstance(item, (tuple, list)) and done is None:
                 if not item:
-                    raise StructureError(f"{name}: an empty tuple is not a node")
+                    raise StructureError(f"{name}: an empty {type(item).__name__} is not a "
+                                         "node (a node is a leaf or has children)")
                 stack.append((item, []))
                 stack.extend((child, None) for child in reversed(item))
                 continue
-            if isinstance(item, tuple):
+            if isinstance(item, (tuple, list)):
                 kids = results[len(results) - len(item):]
                 del results[len(results) - len(item):]
                 rows.append(kids)
@@ -215,18 +271,58 @@ def check_arity(structure: Structure, arity: int, *, allow_fewer: bool = False) 
 # --- checks -------------------------------------------------------------------------
 
 
+def _node_indices(values: np.ndarray, n: int, name: str, noun: str, whole: str, *,
+                  owners: np.ndarray | None = None) -> np.ndarray:
+    """``values`` (``noun`` indices, ``-1`` for none) as a new int64 array, once every one
+    is checked to be an integer that names one of the ``n`` nodes of the ``whole``.
+
+    The checks run on the values as given, before any cast: a cast would round 2.7 to 2,
+    wrap the uint64 2**64 - 1 to -1 (no parent, so a second root) and, narrowed to int32,
+    2**33 + 1 to node 1. ``owners[i]`` is the node that names flat value ``i``; by default
+    the row (2-D ``values``) or the position (1-D).
+    """
+    def owner(flat: int) -> int:
+        if owners is not None:
+            return int(owners[flat])
+        return int(np.unravel_index(flat, values.shape)[0])
+
+    def missing(flat: int, value: int) -> MissingChildError:
+        return MissingChildError(f"{name}: node {owner(flat)} names {noun} {value}, which is "
+                                 f"not a node (the {whole} has {n} nodes)")
+
+    flat_values = values.reshape(-1)
+    if values.dtype == np.object_:
+        # What numpy could not store as a number: Python ints beyond 64 bits, None, a mix.
+        for i, value in enumerate(flat_values.tolist()):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise StructureError(f"{name}: {noun} indices must be integers; node "
+                                     f"{owner(i)} names {value!r}")
+            if not -1 <= value < n:
+                raise missing(i, int(value))
+        return flat_values.astype(np.int64).reshape(values.shape)
+    if values.dtype.kind not in "iu":
+        example = f"; node {owner(0)} names {flat_values[0].item()!r}" if values.size else ""
+        raise StructureError(f"{name}: {noun} indices must be integers, got {values.dtype} "
+                             f"values{example} (convert them explicitly if they are whole)")
+    if values.dtype == np.uint64:
+        bad = flat_values >= np.uint64(n)  # compared as uint64: exact, no cast
+    else:
+        wide = flat_values.astype(np.int64)  # exact for every other integer type
+        bad = (wide < -1) | (wide >= n)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise missing(i, int(flat_values[i]))
+    return flat_values.astype(np.int64).reshape(values.shape)
+
+
 def _check(children: np.ndarray, kind: Kind, name: str) -> np.ndarray:
-    """Ranges, duplicates, parents per node (trees) and cycles; returns the node levels."""
+    """Padding, duplicates, parents per node (trees) and cycles; returns the node levels."""
     if kind not in ("tree", "dag"):
         raise StructureError(f"{name}: kind must be 'tree' or 'dag', not {kind!r}")
     n = children.shape[0]
     if n == 0:
         raise StructureError(f"{name}: a structure needs at least one node")
-    bad = (children < -1) | (children >= n)
-    if bad.any():
-        v, k = (int(i) for i in np.argwhere(bad)[0])
-        raise MissingChildError(f"{name}: node {v} names child {int(children[v, k])}, "
-                                f"which is not a node (the structure has {n} nodes)")
+    # Index ranges were checked before the narrowing cast (``_node_indices``).
     _check_padding(children, name)
     named = children[children >= 0]
     if kind == "tree":
@@ -272,13 +368,24 @@ def _check_padding(children: np.ndarray, name: str) -> None:
 # --- generators ---------------------------------------------------------------------
 
 
+def _whole_number(value: object, where: str, what: str, minimum: int) -> int:
+    """``value`` as an int, refused (as a :class:`StructureError`) unless it is an integer
+    of at least ``minimum``: a float or a negative count has no structure to build."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise StructureError(f"{where}: {what} must be an integer >= {minimum}, "
+                             f"got {value!r}")
+    if value < minimum:
+        raise StructureError(f"{where}: {what} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def complete_tree(height: int, arity: int = 2, *, name: str | None = None) -> Structure:
     """The complete tree of ``height`` edges root to leaf (``arity**height`` leaves).
 
     Nodes are numbered level by level from the leaves, so the root is the last node.
     """
-    if height < 0 or arity < 1:
-        raise ValueError("height must be >= 0 and arity >= 1")
+    height = _whole_number(height, "complete_tree", "height", 0)
+    arity = _whole_number(arity, "complete_tree", "arity", 1)
     rows: list[list[int]] = [[] for _ in range(arity ** height)]
     level = list(range(len(rows)))
     while len(level) > 1:
@@ -297,8 +404,7 @@ def random_binary_tree(
 
     Adjacent merges give parse-tree-like shapes (and keep leaf order left to right).
     """
-    if num_leaves < 1:
-        raise ValueError("a tree needs at least one leaf")
+    num_leaves = _whole_number(num_leaves, "random_binary_tree", "num_leaves", 1)
     rows: list[list[int]] = [[] for _ in range(num_leaves)]
     frontier = list(range(num_leaves))
     while len(frontier) > 1:
@@ -314,6 +420,8 @@ def grid_dag(rows: int, cols: int, *, name: str | None = None) -> Structure:
     Node ``(i, j)`` is number ``i * cols + j``; ``(0, 0)`` is the only leaf and the bottom
     right node the only root. Border nodes have one predecessor.
     """
+    rows = _whole_number(rows, "grid_dag", "rows", 1)
+    cols = _whole_number(cols, "grid_dag", "cols", 1)
     children = np.full((rows * cols, 2), -1, dtype=np.int64)
     for i in range(rows):
         for j in range(cols):
@@ -326,6 +434,8 @@ def random_dag(
     num_nodes: int, max_preds: int, rng: np.random.Generator, *, name: str | None = None
 ) -> Structure:
     """A random DAG: each node takes up to ``max_preds`` distinct earlier nodes as children."""
+    num_nodes = _whole_number(num_nodes, "random_dag", "num_nodes", 1)
+    max_preds = _whole_number(max_preds, "random_dag", "max_preds", 0)
     children = np.full((num_nodes, max_preds), -1, dtype=np.int64)
     for v in range(1, num_nodes):
         count = int(rng.integers(0, min(v, max_preds) + 1))
@@ -342,8 +452,13 @@ def load_parent_arrays(path: str | Path, limit: int | None = None) -> list[Struc
             if limit is not None and len(trees) >= limit:
                 break
             if line.strip():
-                parents = np.array(line.split(), dtype=np.int64)
-                trees.append(Structure.from_parents(parents, name=f"{Path(path).name}:{number}"))
+                where = f"{Path(path).name}:{number}"
+                try:
+                    parents = [int(token) for token in line.split()]
+                except ValueError as exc:
+                    raise StructureError(f"{where}: parent indices must be integers "
+                                         f"({exc})") from exc
+                trees.append(Structure.from_parents(parents, name=where))
     return trees
 
 
