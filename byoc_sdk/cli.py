@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     cnf.add_argument("-k", dest="keyword", metavar="EXPR", help="only checks matching EXPR")
     cnf.add_argument("--xfail-file", metavar="FILE",
                      help="expected failures (default: conformance_xfail.txt beside the target)")
+    cnf.add_argument("--model", action="append", metavar="FILE.onnx",
+                     help="a model of your own (static input shapes) to check beside the "
+                     "bundled ones; repeatable")
     cnf.add_argument("-v", "--verbose", action="store_true", help="one line per check")
     cnf.set_defaults(run=cmd_conformance)
     return parser

@@ -152,3 +152,35 @@ def test_a_malformed_xfail_file_beside_the_target_is_refused_before_the_run(
     monkeypatch.setattr(context, "default_xfail_path", lambda name: beside)
     with pytest.raises(TargetError, match=r"xfail.txt:1: expected 'KIND\[ID\]: reason'"):
         run_conformance("cpu")
+
+
+def _model_file(folder: Path, name: str, shape: str) -> Path:
+    import onnx
+
+    from byoc_sdk.testing import onnx_text
+
+    path = folder / f"{name}.onnx"
+    onnx.save(onnx_text(f"""<ir_version: 8, opset_import: ["" : 18]>
+        g (float[{shape}] x) => (float[{shape}] y) {{ y = Relu(x) }}"""), path)
+    return path
+
+
+def test_a_vendors_own_models_run_beside_the_bundled_ones(tmp_path: Path) -> None:
+    mine = _model_file(tmp_path, "my_relu", "3,5")
+    report = tmp_path / "report.json"
+    done = _conformance(tmp_path, "cpu", "--model", str(mine), "-k", "test_model and my_relu",
+                        "--report", str(report))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "my_relu" in done.stdout
+    assert json.loads(report.read_text())["models"]["my_relu"]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize(("name", "shape", "message"), [
+    ("dynamic", "N,5", "does not have a static shape"),
+    ("mlp", "3,5", "a model named 'mlp' is in the run already"),  # a bundled model's name
+])
+def test_a_model_that_cannot_take_part_is_one_error_line(tmp_path: Path, name: str,
+                                                         shape: str, message: str) -> None:
+    done = _conformance(tmp_path, "cpu", "--model", str(_model_file(tmp_path, name, shape)))
+    assert done.returncode == 2 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

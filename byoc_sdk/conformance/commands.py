@@ -27,4 +27,4 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     return run_conformance(args.target, report=args.report, junit=args.junit,
                            keyword=args.keyword, xfail_file=args.xfail_file,
-                           verbose=args.verbose)
+                           verbose=args.verbose, models=args.model or ())

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -35,6 +35,30 @@ MAX_PACKAGED_MODELS = 2
 UNDECLARED_CANDIDATES = ("Softmax", "Sin", "Conv", "Relu", "Add", "Cos")
 #: Seconds the fresh process may take.
 FRESH_TIMEOUT = 300
+
+
+def vendor_models(paths: Sequence[str | os.PathLike]) -> dict[str, onnx.ModelProto]:
+    """A vendor's own models, to run beside the bundled ones: file stem -> model. Refuses
+    (``ByocError``, one line naming the file) a model byoc cannot load, one without static
+    input shapes (its feeds are drawn from them) and a name the model set has already."""
+    from byoc_sdk.loader import load_model
+    from byoc_sdk.model_zoo import random_inputs
+    from byoc_sdk.testing import as_proto
+
+    found: dict[str, onnx.ModelProto] = {}
+    for path in paths:
+        name = Path(path).stem
+        if name in model_set() or name in found:
+            raise ByocError(f"a model named {name!r} is in the run already; rename the file",
+                            file=str(path))
+        model = as_proto(load_model(path))
+        try:
+            random_inputs(model)
+        except ValueError as exc:
+            raise ByocError(f"{exc}: conformance draws feeds from static input shapes "
+                            "(byoc partition --input-shape fixes them)", file=str(path)) from exc
+        found[name] = model
+    return found
 
 
 def model_set() -> dict[str, Callable[[], onnx.ModelProto]]:
@@ -80,8 +104,10 @@ class ModelBuild:
 class TargetContext:
     """The target under test and everything derived from it."""
 
-    def __init__(self, name: str, xfail_file: str | os.PathLike | None = None) -> None:
+    def __init__(self, name: str, xfail_file: str | os.PathLike | None = None,
+                 models: Sequence[str | os.PathLike] = ()) -> None:
         self.name = name
+        self.model_files = tuple(models)
         self.entry_point: EntryPoint | None = _entry_point(name)
         self.target: Target | None = None
         self.load_error = ""
@@ -131,7 +157,9 @@ class TargetContext:
 
     @functools.cached_property
     def models(self) -> dict[str, onnx.ModelProto]:
-        return {name: make() for name, make in model_set().items()}
+        """The bundled models, then the vendor's own (``--model``)."""
+        bundled = {name: make() for name, make in model_set().items()}
+        return {**bundled, **vendor_models(self.model_files)}
 
     @functools.cached_property
     def regions_per_model(self) -> dict[str, int]:
@@ -347,18 +375,19 @@ def _entry_point(name: str) -> EntryPoint | None:
     return next((ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name), None)
 
 
-_CONTEXTS: dict[tuple[str, str], TargetContext] = {}
+_CONTEXTS: dict[tuple[str, str, tuple[str, ...]], TargetContext] = {}
 
 
-def context_for(name: str, xfail_file: str | os.PathLike | None = None) -> TargetContext:
+def context_for(name: str, xfail_file: str | os.PathLike | None = None,
+                models: Sequence[str | os.PathLike] = ()) -> TargetContext:
     """The shared context of target ``name`` (made on first use)."""
-    key = (name, str(xfail_file or ""))
+    key = (name, str(xfail_file or ""), tuple(str(m) for m in models))
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = TargetContext(name, xfail_file)
+        _CONTEXTS[key] = TargetContext(name, xfail_file, models)
     return _CONTEXTS[key]
 
 
 def expectations_of(name: str) -> list[Expectation]:
     """Every expected-failure entry read for target ``name`` in this process."""
-    return [e for (target, _), c in _CONTEXTS.items() if target == name
+    return [e for (target, *_), c in _CONTEXTS.items() if target == name
             for e in c.expectations]

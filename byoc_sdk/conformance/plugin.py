@@ -24,6 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run the byoc conformance suite on installed target NAME")
     group.addoption("--byoc-xfail-file", metavar="FILE", default=None,
                     help="expected failures (default: conformance_xfail.txt beside the target)")
+    group.addoption("--byoc-model", metavar="FILE.onnx", action="append", default=None,
+                    help="a model of your own to run beside the bundled ones (repeatable)")
     group.addoption("--byoc-report", metavar="FILE.json", default=None,
                     help="write the conformance report as JSON")
 

@@ -29,6 +29,7 @@ def pytest_args(
     keyword: str | None = None,
     xfail_file: str | None = None,
     verbose: bool = False,
+    models: Sequence[str] = (),
 ) -> list[str]:
     """The pytest command line running the suite on ``target``."""
     from byoc_sdk.conformance.plugin import SELECTED_SUITE
@@ -50,6 +51,8 @@ def pytest_args(
         args += ["-k", keyword]
     if xfail_file:
         args += ["--byoc-xfail-file", xfail_file]
+    for model in models:
+        args += ["--byoc-model", model]
     return args
 
 
@@ -61,6 +64,7 @@ def run_conformance(
     keyword: str | None = None,
     xfail_file: str | None = None,
     verbose: bool = False,
+    models: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> int:
     """Run the suite on installed target ``target``; 0 when it conforms, 1 when it does not,
@@ -77,11 +81,15 @@ def run_conformance(
         known = ", ".join(target_names()) or "none"
         raise TargetError(f"unknown target; installed targets: {known}", target=target)
     _check_expectations(xfail_file, target)
+    from byoc_sdk.conformance.context import vendor_models
+
+    vendor_models(models)  # a model that cannot take part is one line now, not a failed run
     with tempfile.TemporaryDirectory(prefix="byoc-conformance-") as work:
         config_dir = Path(work)
         (config_dir / "pytest.ini").write_text("[pytest]\n")
         args = pytest_args(target, config_dir=config_dir, report=report, junit=junit,
-                           keyword=keyword, xfail_file=xfail_file, verbose=verbose)
+                           keyword=keyword, xfail_file=xfail_file, verbose=verbose,
+                           models=models)
         code = int(pytest.main([*args, *extra]))
     if code == EXIT_NO_TESTS:
         print("byoc: no conformance test was selected (check -k)")

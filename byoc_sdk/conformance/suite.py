@@ -31,6 +31,8 @@ class ConformanceSuite:
     target: ClassVar[str | None] = None
     #: Expected failures; ``None`` looks for conformance_xfail.txt beside the target.
     xfail_file: ClassVar[str | None] = None
+    #: The vendor's own ONNX models (static input shapes), run beside the bundled ones.
+    models: ClassVar[tuple[str, ...]] = ()
 
     # --- parametrisation --------------------------------------------------------------
 
@@ -155,8 +157,9 @@ def _context(config: pytest.Config, cls: type[ConformanceSuite]) -> TargetContex
         raise pytest.UsageError(f"{cls.__name__} has no target: set its 'target' attribute "
                                 "or pass --byoc-target NAME")
     xfail = config.getoption("byoc_xfail_file", default=None) or cls.xfail_file
+    models = (*cls.models, *(config.getoption("byoc_model", default=None) or ()))
     try:
-        return context_for(name, xfail)
+        return context_for(name, xfail, models)
     except ExpectationError as exc:
         raise pytest.UsageError(str(exc)) from exc
 

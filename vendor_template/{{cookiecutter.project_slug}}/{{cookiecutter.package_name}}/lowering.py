@@ -93,20 +93,22 @@ def _float32(dtype: str | None, name: str) -> None:
 
 
 def _lower_node(region: Region, program: Program, node: ir.Node) -> None:
+    where = f"node {node.name!r}"  # the report names the region; this names the node
     if len(node.outputs) != 1 or any(v is None for v in node.inputs):
-        raise NotImplementedError(f"{node.op_type} with omitted inputs or several outputs")
+        raise NotImplementedError(f"{where}: {node.op_type} with omitted inputs or several "
+                                  "outputs")
     output = node.outputs[0]
     _float32(dtype_name(output.dtype), output.name)
     inputs = tuple(v.name for v in node.inputs)
     body = region.composite(node)
     if body is not None:
         if region.composite_pattern(node) != DENSE_RELU:
-            raise NotImplementedError(f"composite {region.composite_pattern(node)}")
+            raise NotImplementedError(f"{where}: composite {region.composite_pattern(node)}")
         op, inputs = DENSE_RELU, _dense_operands(body, inputs)
     elif node.domain in ("", "ai.onnx") and node.op_type in (*UNARY, *BINARY, MATMUL):
         op = node.op_type
     else:
-        raise NotImplementedError(f"op {node.domain or 'ai.onnx'}::{node.op_type}")
+        raise NotImplementedError(f"{where}: op {node.domain or 'ai.onnx'}::{node.op_type}")
     shapes = [_read(region, program, name) for name in inputs]
     shape = _shape_of(region, op, inputs, shapes)
     if len(shape) > MAX_RANK:

@@ -23,7 +23,9 @@ target = Target(
     version=VERSION,
     vendor=VENDOR,
     description=f"{VENDOR} {TARGET} ({{ cookiecutter.codegen_kind }} codegen; float32, static shapes)",
-    priority=10,
+    # Above the bundled targets (simaccel 10, cuda 5, cpu 0): given together, the device
+    # takes what it supports and they run the rest.
+    priority=20,
     # Offload a region only when it holds a MatMul (or the fused layer): crossing to the
     # device costs more than a lone elementwise op saves. RegionPolicy.keep_all() offloads all.
     policy=RegionPolicy(min_nodes=1, require_compute=True),
