@@ -314,7 +314,7 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
             print(f"  {name}: shape {got.shape}, expected {want.shape} MISMATCH")
             ok = False
             continue
-        if want.dtype.kind not in "biuf":  # strings: equal or not, no distance
+        if want.dtype.kind in "OSU":  # strings: equal or not, no distance
             same = bool(np.array_equal(got, want))
             ok &= same
             print(f"  {name}: {'equal' if same else 'MISMATCH (values differ)'}")
@@ -537,9 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logger, handler = logging.getLogger("byoc"), None
     if args.debug:  # vendor checks and codegens that raised: their tracebacks too
-        logger = logging.getLogger("byoc")
-        logger.addHandler(logging.StreamHandler(sys.stderr))
+        handler = logging.StreamHandler(sys.stderr)
+        logger.addHandler(handler)
+        level = logger.level
         logger.setLevel(logging.DEBUG)
     try:
         return args.run(args)
@@ -564,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:  # main may run in-process (tests, notebooks): leave the logger as it was
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import numpy as np
 import onnx_ir as ir
 
 from byoc_sdk.content_hash import SHA256_KEY, constant_hash
-from byoc_sdk.errors import ByocError
 from byoc_sdk.node_info import dtype_name, is_constant
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,19 +48,9 @@ class TensorSpec:
     @property
     def numpy_dtype(self) -> np.dtype:
         """numpy's dtype: strings are object arrays of ``str``, as onnxruntime hands them
-        out; types plain numpy lacks (bfloat16, float8...) come from ml_dtypes."""
-        if self.dtype == "string":
-            return np.dtype(object)
-        try:
-            return np.dtype(self.dtype)
-        except TypeError:
-            import ml_dtypes
-
-            found = getattr(ml_dtypes, self.dtype, None)
-            if found is None:
-                raise ByocError(f"value '{self.name}' has element type {self.dtype}, which "
-                                "numpy cannot hold") from None
-            return np.dtype(found)
+        out (numpy knows bfloat16, float8 and the 4-bit types by name once onnx_ir has
+        loaded ml_dtypes)."""
+        return np.dtype(object) if self.dtype == "string" else np.dtype(self.dtype)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),

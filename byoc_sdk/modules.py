@@ -86,6 +86,17 @@ def vendor_runner(
 SESSION_LOG_SEVERITY = 4
 
 
+def session_options(threads: int = 0):
+    """onnxruntime session options for every session byoc makes: ``threads`` intra-op
+    threads (0: onnxruntime's default) and logging left to byoc's own errors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = SESSION_LOG_SEVERITY
+    return options
+
+
 class HostSession:
     """An onnxruntime session over one host step's model, made once.
 
@@ -98,9 +109,7 @@ class HostSession:
     def __init__(self, model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = SESSION_LOG_SEVERITY  # runs log at the session's level
+        options = session_options(threads)
         # The sub-models are small and made on load: full optimisation pays back at run
         # time.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

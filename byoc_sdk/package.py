@@ -353,7 +353,7 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
     if error is not None:
         _damaged(label, *_schema_problem(error))
     # What the schema cannot say: that what one field names, another holds.
-    members, constants = manifest["members"], manifest["constants"]
+    constants = manifest["constants"]
 
     def constant(sha: str, path: str) -> None:
         if sha not in constants:
@@ -365,8 +365,6 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
             np.dtype(info["dtype"])
         except TypeError:
             _damaged(label, f"{path}.dtype", f"is '{info['dtype']}', not a numpy dtype")
-        if f"constants/{sha}.bin" not in members:
-            _damaged(label, path, f"has no member constants/{sha}.bin in 'members'")
     for name, sha in manifest["step_constants"].items():
         constant(sha, _item("step_constants", name))
     seen: set[str] = set()
@@ -383,12 +381,7 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
             if key not in entry["constants"]:
                 _damaged(label, f"{path}.init_constants[{j}]",
                          f"names '{key}', which '{path}.constants' does not bind")
-        kind = entry["kind"]
-        needed = ([f"src/{source}" for source in entry["sources"]] if kind == "c_source"
-                  else ["graph.json" if kind == "json" else "program.bin"])
-        for member in (f"regions/{name}/{file}" for file in needed):
-            if member not in members:
-                _damaged(label, path, f"needs member {member}, which 'members' does not list")
+    # Members a field names are looked up where they are read (_member): one line too.
 
 
 def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:

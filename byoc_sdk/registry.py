@@ -74,7 +74,7 @@ def get_target(name: str) -> Target:
     if len(entries) > 1:
         # Which one wins would depend on install order: refuse rather than guess.
         providers = " and ".join(_provider(e) for e in entries)
-        raise TargetError(f"two installed packages register a target of this name: "
+        raise TargetError(f"{len(entries)} installed packages register a target of this name: "
                           f"{providers}; uninstall one, or rename its target", target=name)
     target = _load(entries[0])
     with _lock:

@@ -41,6 +41,18 @@ MergeStyle = Literal["regions", "per-op"]
 ConstantMode = Literal["bind", "inputs"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Reports call what no target runs "host"; a target of that name would be read as it.
+RESERVED_NAMES = frozenset({"host"})
+
+
+def check_target_name(name: str) -> None:
+    """Raise :class:`TargetError` unless ``name`` can name a target."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TargetError(f"target name {name!r} must be lowercase letters, digits and '_', "
+                          "starting with a letter")
+    if name in RESERVED_NAMES:
+        raise TargetError(f"target name {name!r} is reserved: reports use it for what no "
+                          "target runs")
 
 
 @dataclass(frozen=True)
@@ -180,11 +192,7 @@ class Target:
     options: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise TargetError(
-                f"target name {self.name!r} must be lowercase letters, digits and '_', "
-                "starting with a letter"
-            )
+        check_target_name(self.name)
         if self.merge_style not in ("regions", "per-op"):
             raise TargetError(
                 f"merge_style must be 'regions' or 'per-op', not {self.merge_style!r}",

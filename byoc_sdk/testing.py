@@ -46,14 +46,11 @@ def run_onnxruntime(model: onnx.ModelProto | ir.Model, feeds: Feeds) -> dict[str
     """Outputs by name, from one single-threaded CPU session."""
     import onnxruntime as ort
 
-    from byoc_sdk.modules import SESSION_LOG_SEVERITY
+    from byoc_sdk.modules import session_options
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = SESSION_LOG_SEVERITY  # a refusal raises; no log line too
     proto = as_proto(model)
     session = ort.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        proto.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"]
     )
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, dict(feeds)), strict=True))

@@ -326,7 +326,7 @@ def test_the_compiled_model_checks_its_inputs_as_the_reference_does():
 @pytest.mark.parametrize("chunk_rows", [0, -3, 2.5, True])
 def test_chunk_rows_must_be_a_positive_integer(chunk_rows):
     # -1 gave wrong numbers on cpu, and a cuda kernel that never returned.
-    with pytest.raises(RecursiveCompileError, match="chunk_rows must be a positive integer"):
+    with pytest.raises(RecursiveCompileError, match=r"chunk_rows must be (an integer )?>= 1"):
         compile_model(make("TreeFC"), "cpu", chunk_rows=chunk_rows)
 
 
@@ -347,3 +347,12 @@ def test_module_init_refuses_constants_of_another_size_or_type():
         function.init(typed)
     with pytest.raises(RuntimeError, match=f"expected {len(spec.constants)} constants"):
         function.init(list(spec.constants)[:-1])
+
+
+def test_numpy_integers_are_sizes_too():
+    model = SHIPPED["TreeFC"](np.int64(8), vocab=np.int64(VOCAB))
+    kernel = compile_model(model, "cpu", chunk_rows=np.int64(8))
+    tree = sst_trees(1)[0]
+    words = [np.zeros(tree.num_nodes, int)]
+    np.testing.assert_allclose(kernel.run([tree], words=words).roots["h"],
+                               Reference(model).run([tree], words=words).roots["h"], atol=ATOL)

@@ -252,12 +252,12 @@ def test_parent_files_with_non_integer_entries_name_the_line(tmp_path):
 @pytest.mark.parametrize(
     ("build", "words"),
     [
-        (lambda: tree_lstm(0), "model TreeLSTM: hidden must be at least 1, got 0"),
-        (lambda: tree_lstm(-2), "hidden must be at least 1, got -2"),
-        (lambda: tree_fc(4, embed=0), "embed must be at least 1"),
-        (lambda: tree_gru(4, vocab=0), "vocab must be at least 1"),
-        (lambda: mv_rnn(2.5), "hidden must be a positive integer, got 2.5"),
-        (lambda: dag_rnn(4, 0), "features must be at least 1"),
+        (lambda: tree_lstm(0), "model TreeLSTM: hidden must be >= 1, got 0"),
+        (lambda: tree_lstm(-2), "hidden must be >= 1, got -2"),
+        (lambda: tree_fc(4, embed=0), "embed must be >= 1"),
+        (lambda: tree_gru(4, vocab=0), "vocab must be >= 1"),
+        (lambda: mv_rnn(2.5), "hidden must be an integer >= 1, got 2.5"),
+        (lambda: dag_rnn(4, 0), "features must be >= 1"),
         (lambda: tree_fc(4, params={}), r"model TreeFC: params lacks weights \['W', "),
         (lambda: tree_fc(4, vocab=10, params={
             "embedding": np.zeros((10, 4)), "W_x": np.zeros((3, 4)), "b_x": np.zeros(4),

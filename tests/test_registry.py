@@ -317,7 +317,7 @@ def _installed(monkeypatch, *values: str, name: str) -> None:
 def test_two_packages_registering_one_name_is_an_error_naming_both(monkeypatch, unique_name):
     name = unique_name()
     _installed(monkeypatch, "first_pkg:target", "second_pkg:target", name=name)
-    with pytest.raises(TargetError, match="two installed packages") as caught:
+    with pytest.raises(TargetError, match="2 installed packages register") as caught:
         get_target(name)
     assert "first_pkg:target" in str(caught.value) and "second_pkg:target" in str(caught.value)
     assert name in target_names()  # listed, so `byoc targets` shows the conflict

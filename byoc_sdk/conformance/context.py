@@ -37,10 +37,12 @@ UNDECLARED_CANDIDATES = ("Softmax", "Sin", "Conv", "Relu", "Add", "Cos")
 FRESH_TIMEOUT = 300
 
 
-def vendor_models(paths: Sequence[str | os.PathLike]) -> dict[str, onnx.ModelProto]:
+@functools.lru_cache(maxsize=8)
+def vendor_models(paths: tuple[str, ...]) -> dict[str, onnx.ModelProto]:
     """A vendor's own models, to run beside the bundled ones: file stem -> model. Refuses
     (``ByocError``, one line naming the file) a model byoc cannot load, one without static
-    input shapes (its feeds are drawn from them) and a name the model set has already."""
+    input shapes (its feeds are drawn from them) and a name the model set has already.
+    Remembered: the command line checks them before pytest starts, in the same process."""
     from byoc_sdk.loader import load_model
     from byoc_sdk.model_zoo import random_inputs
     from byoc_sdk.testing import as_proto
@@ -55,8 +57,9 @@ def vendor_models(paths: Sequence[str | os.PathLike]) -> dict[str, onnx.ModelPro
         try:
             random_inputs(model)
         except ValueError as exc:
-            raise ByocError(f"{exc}: conformance draws feeds from static input shapes "
-                            "(byoc partition --input-shape fixes them)", file=str(path)) from exc
+            raise ByocError(f"{exc}: conformance draws feeds from static input shapes; fix "
+                            "them in the model (onnxruntime.tools.make_dynamic_shape_fixed "
+                            "does)", file=str(path)) from exc
         found[name] = model
     return found
 
@@ -107,7 +110,7 @@ class TargetContext:
     def __init__(self, name: str, xfail_file: str | os.PathLike | None = None,
                  models: Sequence[str | os.PathLike] = ()) -> None:
         self.name = name
-        self.model_files = tuple(models)
+        self.model_files = tuple(str(m) for m in models)
         self.entry_point: EntryPoint | None = _entry_point(name)
         self.target: Target | None = None
         self.load_error = ""
@@ -382,6 +385,7 @@ def context_for(name: str, xfail_file: str | os.PathLike | None = None,
                 models: Sequence[str | os.PathLike] = ()) -> TargetContext:
     """The shared context of target ``name`` (made on first use)."""
     key = (name, str(xfail_file or ""), tuple(str(m) for m in models))
+    vendor_models(key[2])  # a model that cannot take part fails here, before any test
     if key not in _CONTEXTS:
         _CONTEXTS[key] = TargetContext(name, xfail_file, models)
     return _CONTEXTS[key]

@@ -83,7 +83,7 @@ def run_conformance(
     _check_expectations(xfail_file, target)
     from byoc_sdk.conformance.context import vendor_models
 
-    vendor_models(models)  # a model that cannot take part is one line now, not a failed run
+    vendor_models(tuple(models))  # one that cannot take part: one line now, not a failed run
     with tempfile.TemporaryDirectory(prefix="byoc-conformance-") as work:
         config_dir = Path(work)
         (config_dir / "pytest.ini").write_text("[pytest]\n")

@@ -22,6 +22,7 @@ import pytest
 from byoc_sdk.conformance import checks, robustness, whole_models
 from byoc_sdk.conformance.context import Param, TargetContext, context_for
 from byoc_sdk.conformance.expectations import ExpectationError, expectation_for
+from byoc_sdk.errors import ByocError
 
 
 class ConformanceSuite:
@@ -160,7 +161,7 @@ def _context(config: pytest.Config, cls: type[ConformanceSuite]) -> TargetContex
     models = (*cls.models, *(config.getoption("byoc_model", default=None) or ()))
     try:
         return context_for(name, xfail, models)
-    except ExpectationError as exc:
+    except (ExpectationError, ByocError) as exc:  # a malformed xfail file, an unusable model
         raise pytest.UsageError(str(exc)) from exc
 
 

@@ -7,14 +7,13 @@ the local folder, and its replay file goes to a temporary folder, not the user's
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from byoc_sdk.errors import ByocError
 from byoc_sdk.registry import target_names
-from partition.decision import HOST
+from byoc_sdk.target import check_target_name
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "vendor_template"
 KINDS = ("json", "c_source", "binary")
@@ -80,12 +79,7 @@ def sdk_requirement() -> str:
 
 
 def _check_answers(name: str, kind: str, ops: Sequence[str], package: str) -> None:
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise ByocError(f"target name {name!r} must be lowercase letters, digits and '_', "
-                        "starting with a letter")
-    if name == HOST:
-        raise ByocError(f"target name {name!r} is reserved: reports use it for what no "
-                        "target runs")
+    check_target_name(name)
     if name in target_names():
         raise ByocError(f"target name {name!r} is taken by an installed target; two packages "
                         "registering one name cannot both be used, so choose another")

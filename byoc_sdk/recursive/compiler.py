@@ -27,7 +27,7 @@ from byoc_sdk.recursive.reference import (
     check_batch,
 )
 from byoc_sdk.recursive.stages import StageOptions, stage_model
-from byoc_sdk.recursive.structure import Structure
+from byoc_sdk.recursive.structure import Structure, whole_number
 
 TARGETS = ("cpu", "cuda")
 MIN_CAPACITY = 64
@@ -237,11 +237,11 @@ def compile_model(
     if target not in TARGETS:
         raise RecursiveCompileError(f"model {model.name}: unknown target {target!r} "
                                     f"(recursive models compile for {', '.join(TARGETS)})")
-    if chunk_rows is not None and (type(chunk_rows) is not int or chunk_rows < 1):
+    if chunk_rows is not None:
         # The kernels step through levels by chunk_rows: zero or less would never end
         # (cuda) or skip nodes (C).
-        raise RecursiveCompileError(f"model {model.name}: chunk_rows must be a positive "
-                                    f"integer (or None for the default), not {chunk_rows!r}")
+        chunk_rows = whole_number(chunk_rows, f"model {model.name}", "chunk_rows", 1,
+                                  RecursiveCompileError)
     stages = stage_model(model, options)
     entry = "byoc_recursive_" + _digest(model)
     spec = make_spec(stages, entry, chunk_rows)

@@ -18,18 +18,17 @@ from collections.abc import Mapping
 import numpy as np
 
 from byoc_sdk.recursive.cells import CellBuilder, CellError, Feature, RecursiveModel, StateSpec
+from byoc_sdk.recursive.structure import whole_number
 
 Params = Mapping[str, np.ndarray]
 
 
-def _sizes(model: str, **sizes: int) -> None:
-    """Every size (hidden, embed, vocab, features) is a positive integer: a zero or negative
-    size would otherwise fail deep inside numpy or ONNX with no word of which argument."""
-    for what, value in sizes.items():
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise CellError(f"model {model}: {what} must be a positive integer, got {value!r}")
-        if value < 1:
-            raise CellError(f"model {model}: {what} must be at least 1, got {value}")
+def _sizes(model: str, **sizes: int) -> list[int]:
+    """Every size (hidden, embed, vocab, features) as a plain int, refused unless a positive
+    integer: a zero or negative size would otherwise fail deep inside numpy or ONNX with
+    no word of which argument, and a numpy integer where ONNX attributes want an int."""
+    return [whole_number(value, f"model {model}", what, 1, CellError)
+            for what, value in sizes.items()]
 
 
 def _params(model: str, given: Params | None, shapes: Mapping[str, tuple[int, ...]], seed: int,
@@ -71,7 +70,7 @@ def tree_fc(hidden: int, *, embed: int | None = None, vocab: int = 21701,
             params: Params | None = None, seed: int = 0) -> RecursiveModel:
     """TreeFC (TreeRNN): leaves ``h = relu(x W_x + b_x)``, internal ``relu([h_0; h_1] W + b)``."""
     embed = hidden if embed is None else embed
-    _sizes("TreeFC", hidden=hidden, embed=embed, vocab=vocab)
+    hidden, embed, vocab = _sizes("TreeFC", hidden=hidden, embed=embed, vocab=vocab)
     p = _params("TreeFC", params, {"embedding": (vocab, embed), "W_x": (embed, hidden),
                                    "b_x": (hidden,), "W": (2 * hidden, hidden), "b": (hidden,)},
                 seed)
@@ -98,7 +97,7 @@ def tree_gru(hidden: int, *, embed: int | None = None, vocab: int = 21701,
     ``ĥ = tanh((r_0 ⊙ h_0 + r_1 ⊙ h_1) U_h + b_h)``, ``h = z ⊙ s + (1 - z) ⊙ ĥ``.
     """
     embed = hidden if embed is None else embed
-    _sizes("TreeGRU", hidden=hidden, embed=embed, vocab=vocab)
+    hidden, embed, vocab = _sizes("TreeGRU", hidden=hidden, embed=embed, vocab=vocab)
     p = _params("TreeGRU", params, {"embedding": (vocab, embed), "W_zh": (embed, 2 * hidden),
                                     "b_z": (hidden,), "b_h": (hidden,), "U_z": (hidden, hidden),
                                     "U_r": (hidden, hidden), "b_r": (hidden,),
@@ -138,7 +137,7 @@ def tree_lstm(hidden: int, *, embed: int | None = None, vocab: int = 21701,
     ``c = σ(i) ⊙ tanh(u) + Σ f_k ⊙ c_k``, ``h = σ(o) ⊙ tanh(c)``.
     """
     embed = hidden if embed is None else embed
-    _sizes("TreeLSTM", hidden=hidden, embed=embed, vocab=vocab)
+    hidden, embed, vocab = _sizes("TreeLSTM", hidden=hidden, embed=embed, vocab=vocab)
     p = _params("TreeLSTM", params, {"embedding": (vocab, embed), "W_iou": (embed, 3 * hidden),
                                      "U_iou": (hidden, 3 * hidden), "b_iou": (3 * hidden,),
                                      "U_f": (hidden, hidden), "b_f": (hidden,)}, seed)
@@ -178,7 +177,7 @@ def mv_rnn(hidden: int, *, vocab: int = 1000, params: Params | None = None,
     identity and ``W_M`` near ``[I I] / 2``, as in the paper, so deep trees stay bounded.
     The vocabulary holds ``hidden**2`` floats a word, hence the smaller default.
     """
-    _sizes("MV-RNN", hidden=hidden, vocab=vocab)
+    hidden, vocab = _sizes("MV-RNN", hidden=hidden, vocab=vocab)
     rng = np.random.default_rng(seed + 1)
     eye = np.eye(hidden, dtype=np.float32)
     special = {
@@ -216,7 +215,7 @@ def dag_rnn(hidden: int, features: int, *, params: Params | None = None,
     ``h = tanh(x U + Σ_k h_k W + b)`` over a node's predecessors (up to two; a missing one
     reads zeros); nodes without predecessors have ``h = tanh(x U + b)``.
     """
-    _sizes("DAG-RNN", hidden=hidden, features=features)
+    hidden, features = _sizes("DAG-RNN", hidden=hidden, features=features)
     p = _params("DAG-RNN", params,
                 {"U": (features, hidden), "W": (hidden, hidden), "b": (hidden,)}, seed)
     state = (StateSpec("h", (hidden,)),)

@@ -368,14 +368,14 @@ def _check_padding(children: np.ndarray, name: str) -> None:
 # --- generators ---------------------------------------------------------------------
 
 
-def _whole_number(value: object, where: str, what: str, minimum: int) -> int:
-    """``value`` as an int, refused (as a :class:`StructureError`) unless it is an integer
-    of at least ``minimum``: a float or a negative count has no structure to build."""
+def whole_number(value: object, where: str, what: str, minimum: int,
+                 error: type[ByocError] = StructureError) -> int:
+    """``value`` as an int, refused (as ``error``) unless it is an integer (numpy's too, but
+    no bool) of at least ``minimum``: a float or a negative count has nothing to build."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise StructureError(f"{where}: {what} must be an integer >= {minimum}, "
-                             f"got {value!r}")
+        raise error(f"{where}: {what} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
-        raise StructureError(f"{where}: {what} must be >= {minimum}, got {value}")
+        raise error(f"{where}: {what} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -384,8 +384,8 @@ def complete_tree(height: int, arity: int = 2, *, name: str | None = None) -> St
 
     Nodes are numbered level by level from the leaves, so the root is the last node.
     """
-    height = _whole_number(height, "complete_tree", "height", 0)
-    arity = _whole_number(arity, "complete_tree", "arity", 1)
+    height = whole_number(height, "complete_tree", "height", 0)
+    arity = whole_number(arity, "complete_tree", "arity", 1)
     rows: list[list[int]] = [[] for _ in range(arity ** height)]
     level = list(range(len(rows)))
     while len(level) > 1:
@@ -404,7 +404,7 @@ def random_binary_tree(
 
     Adjacent merges give parse-tree-like shapes (and keep leaf order left to right).
     """
-    num_leaves = _whole_number(num_leaves, "random_binary_tree", "num_leaves", 1)
+    num_leaves = whole_number(num_leaves, "random_binary_tree", "num_leaves", 1)
     rows: list[list[int]] = [[] for _ in range(num_leaves)]
     frontier = list(range(num_leaves))
     while len(frontier) > 1:
@@ -420,8 +420,8 @@ def grid_dag(rows: int, cols: int, *, name: str | None = None) -> Structure:
     Node ``(i, j)`` is number ``i * cols + j``; ``(0, 0)`` is the only leaf and the bottom
     right node the only root. Border nodes have one predecessor.
     """
-    rows = _whole_number(rows, "grid_dag", "rows", 1)
-    cols = _whole_number(cols, "grid_dag", "cols", 1)
+    rows = whole_number(rows, "grid_dag", "rows", 1)
+    cols = whole_number(cols, "grid_dag", "cols", 1)
     children = np.full((rows * cols, 2), -1, dtype=np.int64)
     for i in range(rows):
         for j in range(cols):
@@ -434,8 +434,8 @@ def random_dag(
     num_nodes: int, max_preds: int, rng: np.random.Generator, *, name: str | None = None
 ) -> Structure:
     """A random DAG: each node takes up to ``max_preds`` distinct earlier nodes as children."""
-    num_nodes = _whole_number(num_nodes, "random_dag", "num_nodes", 1)
-    max_preds = _whole_number(max_preds, "random_dag", "max_preds", 0)
+    num_nodes = whole_number(num_nodes, "random_dag", "num_nodes", 1)
+    max_preds = whole_number(max_preds, "random_dag", "max_preds", 0)
     children = np.full((num_nodes, max_preds), -1, dtype=np.int64)
     for v in range(1, num_nodes):
         count = int(rng.integers(0, min(v, max_preds) + 1))
