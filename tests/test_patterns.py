@@ -226,18 +226,24 @@ def test_attrs_compare_with_the_schema_default_when_the_node_leaves_one_out(make
     assert composites(CONV, other) == {}
 
 
+def mm_add_then(activation: str) -> str:
+    """MatMul by a constant, Add of a constant row, then ``activation`` (node names mm, add
+    and the activation's in lower case)."""
+    return f"""
+        g (float[2,4] x) => (float[2,4] y)
+        <float[4,4] w = {{1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}}, float[4] b = {{1, 2, 3, 4}}> {{
+          [mm] m = MatMul(x, w)
+          [add] a = Add(m, b)
+          [{activation.lower()}] y = {activation}(a)
+        }}"""
+
+
 def test_a_higher_priority_target_wins_even_when_a_lower_ones_pattern_roots_further_down(
     make_target,
 ):
     # Visiting roots from the end, the low target's Gelu-rooted pattern comes first; the
     # high target's MatMul+Add must still take those two nodes.
-    text = """
-        g (float[2,4] x) => (float[2,4] y)
-        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
-          [mm] m = MatMul(x, w)
-          [add] a = Add(m, b)
-          [gelu] y = Gelu(a)
-        }"""
+    text = mm_add_then("Gelu")
     low = make_target("low", [], priority=1)
     low.pattern("mm_add_gelu", op("Gelu", op("Add", op("MatMul", any_input(), const()), const())))
     high = make_target("high", [], priority=5)
@@ -248,13 +254,7 @@ def test_a_higher_priority_target_wins_even_when_a_lower_ones_pattern_roots_furt
     assert calls == {"mm_add_0": "byoc.high.composite"}
 
 
-MM_ADD_TANH = """
-    g (float[2,4] x) => (float[2,4] y)
-    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
-      [mm] m = MatMul(x, w)
-      [add] a = Add(m, b)
-      [tanh] y = Tanh(a)
-    }"""
+MM_ADD_TANH = mm_add_then("Tanh")
 
 
 def fallback_with_pattern(make_target):
