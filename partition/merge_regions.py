@@ -37,6 +37,8 @@ from partition.outline import inline
 from partition.policy import RegionPolicy
 
 REGIONS_KEY = "byoc.regions"
+#: ``node.meta`` key: on a copy made when a composite came apart, the node it copies.
+COPY_OF_KEY = "byoc.copy_of"
 HOST = -1
 
 
@@ -134,10 +136,13 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         while True:
             regions = group(index, labels, per_op)
             dropped: list[ir.Node] = []
-            if not self._prune(index, regions, labels, decisions, dropped):
+            released: dict[int, list[ir.Node]] = {}
+            if not self._prune(index, regions, labels, decisions, dropped, released):
                 break
-            if dropped:  # their members change the graph: index and label it anew
+            if dropped:
                 self._expand(model, dropped)
+            if self._fuse_released(model, released) or dropped:
+                # Composites came apart or were made: index and label the graph anew.
                 index, labels, decisions = self._label(model.graph)
                 expanded = True
         plans: list[RegionPlan] = []
@@ -169,10 +174,12 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         labels: list[int],
         decisions: list[Decision | None],
         dropped: list[ir.Node],
+        released: dict[int, list[ir.Node]],
     ) -> bool:
         """Move the nodes of regions that fail their policy to the next target that
         accepts them, or to the host; composites among them go to ``dropped``, to be
-        expanded. True if any region failed."""
+        expanded, and plain nodes to ``released``, by the number of the target that let
+        them go. True if any region failed."""
         pruned = False
         for region in regions:
             target = self.targets[labels[region[0]]]
@@ -195,6 +202,7 @@ class MergeRegionsPass(ir.passes.InPlacePass):
                     dropped.append(index.nodes[v])
                     continue
                 decision.dropped += (f"{target.name} supports it, but {reason}",)
+                released.setdefault(labels[v], []).append(index.nodes[v])
                 story = "; ".join(decision.dropped)
                 if decision.fallbacks:
                     following, *rest = decision.fallbacks
@@ -218,6 +226,8 @@ class MergeRegionsPass(ir.passes.InPlacePass):
             story = decision_of(call).dropped
             copies = inline(model, call, composite.nodes)
             originals = dict(zip(copies, composite.nodes, strict=True))
+            for copy, original in originals.items():
+                copy.meta[COPY_OF_KEY] = original
             lower = self.targets[self.number[composite.target] + 1:]
             fused_again: set[ir.Node] = set()
             if any(target.patterns for target in lower):
@@ -234,6 +244,38 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         called = {node.op_identifier() for node in model.graph if composite_of(node) is not None}
         forget_functions(model, {call.op_identifier() for call in calls} - called)
 
+    def _fuse_released(self, model: ir.Model, released: dict[int, list[ir.Node]]) -> bool:
+        """Let the patterns of the targets after a dropping one fuse the plain nodes it let
+        go. MergeComposite kept those patterns off nodes a higher-priority target accepts
+        as plain ops, trusting it to run them; when its region policy drops them instead,
+        the fallback should get them fused, not op by op. A match may take any plain node
+        that the host or those targets hold, except the copies a dropped composite came
+        apart into: only ``_expand`` fuses those, with the targets after the one that
+        dropped it. That also ends the loop a composite made here and dropped in turn
+        would start. True if any composite was made."""
+        if not released:
+            return False
+        lower = self.targets[min(released) + 1:]
+        if not any(target.patterns for target in lower):
+            return False
+        names = {target.name for target in lower}
+        among = [node for node in model.graph
+                 if composite_of(node) is None and COPY_OF_KEY not in node.meta
+                 and _held_by(node, names)]
+        if set(among).isdisjoint(node for nodes in released.values() for node in nodes):
+            return False
+        annotate = AnnotateTargetPass(self.targets)
+        calls = fuse(model, lower, among=among)
+        for call in calls:
+            members = composite_of(call).nodes
+            story = tuple(dict.fromkeys(
+                line for member in members if (d := decision_of(member)) is not None
+                for line in d.dropped))
+            self._decide(annotate, model, call, story)
+            for member in members:  # its composite speaks for it in the report
+                member.meta.pop(DECISION_KEY, None)
+        return bool(calls)
+
     @staticmethod
     def _decide(annotate: AnnotateTargetPass, model: ir.Model, node: ir.Node,
                 story: tuple[str, ...]) -> Decision:
@@ -243,6 +285,12 @@ class MergeRegionsPass(ir.passes.InPlacePass):
         decision.reason = "; ".join((*story, decision.reason))
         node.meta[DECISION_KEY] = decision
         return decision
+
+
+def _held_by(node: ir.Node, targets: set[str]) -> bool:
+    """The node is on the host or with one of ``targets``."""
+    decision = decision_of(node)
+    return decision is not None and (decision.target is None or decision.target in targets)
 
 
 def _member_ops(node: ir.Node) -> tuple[str, ...]:

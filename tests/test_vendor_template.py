@@ -163,7 +163,7 @@ def test_bytecode_in_an_installed_template_stays_out_of_the_project(tmp_path: Pa
     copy = tmp_path / "template"
     shutil.copytree(TEMPLATE_DIR, copy)
     package = next(copy.glob("*/*/codegen_binary.py")).parent
-    (package / "__pycache__").mkdir()
+    (package / "__pycache__").mkdir(exist_ok=True)  # an installed byoc may have one already
     (package / "__pycache__" / "codegen_binary.cpython-311.pyc").write_bytes(b"\0")
     monkeypatch.setattr(template, "TEMPLATE_DIR", copy)
     (tmp_path / "out").mkdir()
