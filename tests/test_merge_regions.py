@@ -474,23 +474,32 @@ def test_expanded_calls_of_a_shared_composite_keep_their_own_names(make_target):
     ]
 
 
+MM_ADD_RELU = """
+    g (float[2,4] x) => (float[2,4] y)
+    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+      [mm] m = MatMul(x, w)
+      [add] a = Add(m, b)
+      [relu] y = Relu(a)
+    }"""
+
+
+def vendor_and_fallback(make_target, fallback_policy=None):
+    """A vendor that runs Add and Relu but no MatMul, and wants a compute-heavy op in each
+    region; a fallback that runs all three and fuses them."""
+    vendor = make_target("vendor", ["Add", "Relu"], priority=20,
+                         policy=RegionPolicy(min_nodes=1, require_compute=True))
+    fallback = make_target("fallback", ["MatMul", "Add", "Relu"], policy=fallback_policy)
+    fallback.pattern("mm_add_relu", op("Relu", op("Add", op("MatMul", any_input(), const()),
+                                                  const())))
+    return [vendor, fallback]
+
+
 def test_nodes_a_dropped_region_lets_go_may_be_fused_by_a_lower_targets_pattern(make_target):
     # The vendor accepts Add and Relu as plain ops, which keeps the fallback's pattern off
     # them; its region then holds no compute-heavy op and is dropped: the fallback fuses
     # the chain after all, rather than running it op by op.
-    model = onnx_text("""
-        g (float[2,4] x) => (float[2,4] y)
-        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
-          [mm] m = MatMul(x, w)
-          [add] a = Add(m, b)
-          [relu] y = Relu(a)
-        }""")
-    vendor = make_target("vendor", ["Add", "Relu"], priority=20,
-                         policy=RegionPolicy(min_nodes=1, require_compute=True))
-    fallback = make_target("fallback", ["MatMul", "Add", "Relu"])
-    fallback.pattern("mm_add_relu", op("Relu", op("Add", op("MatMul", any_input(), const()),
-                                                  const())))
-    placed, result = placement(model, [vendor, fallback], policy=None)
+    placed, result = placement(onnx_text(MM_ADD_RELU), vendor_and_fallback(make_target),
+                               policy=None)
     assert placed == {"fallback_0": ["add", "mm", "relu"]}
     records = {n.name: n for n in result.report.nodes}
     assert {n.composite for n in records.values()} == {"mm_add_relu_0"}
@@ -503,18 +512,6 @@ def test_a_refused_composite_dropped_in_turn_does_not_fuse_again(make_target):
     # The fallback's own policy drops the composite made from the vendor's released nodes
     # (min_nodes 4): its members are annotated anew, the vendor takes and drops them again,
     # and they must not be fused a second time (that would go round forever).
-    model = onnx_text("""
-        g (float[2,4] x) => (float[2,4] y)
-        <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
-          [mm] m = MatMul(x, w)
-          [add] a = Add(m, b)
-          [relu] y = Relu(a)
-        }""")
-    vendor = make_target("vendor", ["Add", "Relu"], priority=20,
-                         policy=RegionPolicy(min_nodes=1, require_compute=True))
-    fallback = make_target("fallback", ["MatMul", "Add", "Relu"],
-                           policy=RegionPolicy(min_nodes=4))
-    fallback.pattern("mm_add_relu", op("Relu", op("Add", op("MatMul", any_input(), const()),
-                                                  const())))
-    placed, _ = placement(model, [vendor, fallback], policy=None)
+    targets = vendor_and_fallback(make_target, RegionPolicy(min_nodes=4))
+    placed, _ = placement(onnx_text(MM_ADD_RELU), targets, policy=None)
     assert placed == {"host": ["add", "mm", "relu"]}
