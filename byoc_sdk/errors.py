@@ -61,9 +61,16 @@ class ByocError(Exception):
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``Type: message`` (or ``Type`` alone when it has no message), for reports."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """``Type: message`` (or ``Type`` alone when it has no message), for reports: one line,
+    since reports and errors keep to one a node, step or region. A message of several
+    lines (pybind11's argument lists, a vendor's own) keeps its first and says how many
+    follow; ``--debug`` and the ``byoc.vendor`` log show them all."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    rest = len(lines) - 1
+    more = f" (and {rest} more line{'s' if rest > 1 else ''})" if rest else ""
+    return f"{type(exc).__name__}: {lines[0]}{more}"
 
 
 class ModelLoadError(ByocError):

@@ -296,7 +296,7 @@ def test_vendor_runtime_failure_raises_step_error(example_targets, example_model
 
         def run(self, inputs):
             if inputs[0].flat[0] < 0:
-                raise ValueError("picky: the first element is negative")
+                raise ValueError("picky: the first element is negative\n  at element 0\n")
             return super().run(inputs)
 
     register_runtime(PickyRuntime, replace=True)
@@ -314,8 +314,10 @@ def test_vendor_runtime_failure_raises_step_error(example_targets, example_model
     with pytest.raises(StepError) as raised:
         compiled.run(feeds)
     assert raised.value.context.region == "jsondemo_0"
-    assert "step 0 (external) failed: ValueError: picky: the first element is negative" in str(
-        raised.value)
+    # A message of several lines keeps to one: the error line names step, region, target.
+    assert str(raised.value).endswith(
+        "step 0 (external) failed: ValueError: picky: the first element is negative "
+        "(and 1 more line)")
     feeds["x"][0, 0] = 1.0
     assert_outputs_close(compiled.run(feeds), run_onnxruntime(model, feeds))
 
