@@ -30,6 +30,8 @@ from byoc_sdk.errors import ByocError
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 _CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
 _MAX_MESSAGE_LINES = 40
+#: Rejected builds kept in ``<cache>/failed`` for reading; older ones are removed.
+KEEP_FAILED = 20
 
 
 class ToolchainError(ByocError):
@@ -141,6 +143,12 @@ class Toolchain:
         kept.mkdir(parents=True, exist_ok=True)
         for source in sources:
             shutil.copy2(source, kept / source.name)
+        kept.touch()  # the newest, whatever it held before
+        # Failures are for reading now, not for keeping: the folder must not grow forever.
+        older = sorted((d for d in kept.parent.iterdir() if d.is_dir()),
+                       key=lambda d: d.stat().st_mtime, reverse=True)[KEEP_FAILED:]
+        for folder in older:
+            shutil.rmtree(folder, ignore_errors=True)  # another process may remove it too
         return kept
 
     def compile_all(

@@ -141,6 +141,19 @@ def test_compiler_error_names_region_target_and_cause(tmp_path):
     assert f"{kept}:3" in message and "undeclared_name" in kept.read_text()
 
 
+def test_only_the_newest_rejected_builds_are_kept(tmp_path, monkeypatch):
+    from byoc_sdk import toolchain as toolchain_module
+
+    monkeypatch.setattr(toolchain_module, "KEEP_FAILED", 2)
+    toolchain = Toolchain(cache=tmp_path)
+    for n in range(3):  # three different sources: three keys
+        source = f'#include "byoc/abi.h"\nint32_t broken{n}(void) {{ return nope{n}; }}\n'
+        with pytest.raises(ToolchainError):
+            toolchain.compile(CompileJob(f"r{n}", "demo", CSource({"b.c": source}, "broken")))
+    kept = sorted(p.read_text() for p in tmp_path.glob("failed/*/b.c"))
+    assert len(kept) == 2 and not any("nope0" in text for text in kept)
+
+
 def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
     missing = str(tmp_path / "bin" / "no-such-cc")
     monkeypatch.setenv("CC", missing)
