@@ -294,7 +294,10 @@ class _Lowering:
         if op == "HardSwish":
             return Activation(Act.HARD_SWISH)
         if op == "Clip":
-            low, high = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+            # An omitted bound is float32's lowest / max, not an infinity (the ONNX spec,
+            # and onnxruntime): Clip with no max turns +inf into 3.4028235e38.
+            finfo = np.finfo(np.float32)
+            low, high = attrs.get("min", finfo.min), attrs.get("max", finfo.max)
             for index in (1, 2):
                 if index < len(node.inputs) and node.inputs[index]:
                     bound = float(self.need_const(node, index).reshape(-1)[0])

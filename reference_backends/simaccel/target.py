@@ -36,6 +36,7 @@ from reference_backends.simaccel.limits import LIMITS
 
 if TYPE_CHECKING:
     from byoc_sdk.codegen import Binary, Region
+    from byoc_sdk.target import OpCheck
 
 target = Target(
     "simaccel",
@@ -62,45 +63,54 @@ FUSED_ACTIVATIONS = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSwish")
 rank_limit = max_rank_check(LIMITS.max_rank, NAME)
 kernel = f"{LIMITS.max_kernel}x{LIMITS.max_kernel}"
 
+
+def nonempty(*checks: OpCheck) -> OpCheck:
+    """``checks``, then no empty tensor: the compiler's layouts and tile loops assume at
+    least one element, so an op on a tensor with a zero dimension stays on the host."""
+    return all_of(*checks, nonempty_check)
+
+
 # --- systolic array ----------------------------------------------------------------
 
 target.support(
     "Conv", dtypes=FLOAT, const_inputs=(1, 2), static_shapes=True,
     note=f"2-D, kernel <= {kernel}, no dilation, group 1 or depthwise, "
     f"<= {LIMITS.max_channels} channels",
-)(conv2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, max_channels=LIMITS.max_channels,
-               allow_dilation=False, groups="depthwise"))
+)(nonempty(conv2d_check(owner=NAME, max_kernel=LIMITS.max_kernel,
+                        max_channels=LIMITS.max_channels, allow_dilation=False,
+                        groups="depthwise")))
 
 target.support(
     "Gemm", dtypes=FLOAT, const_inputs=(1,), static_shapes=True, note="transA 0, alpha = beta = 1",
-)(gemm_check(allow_trans_a=False, allow_scaling=False))
+)(nonempty(gemm_check(allow_trans_a=False, allow_scaling=False)))
 
 target.support(
     "MatMul", dtypes=FLOAT, const_inputs=(1,), static_shapes=True,
     note=f"2-D or batched, rank <= {LIMITS.max_rank}",
-)(matmul_check(owner=NAME, max_rank=LIMITS.max_rank))
+)(nonempty(matmul_check(owner=NAME, max_rank=LIMITS.max_rank)))
 
 # --- vector unit -------------------------------------------------------------------
 
 target.support("Add", "Sub", "Mul", dtypes=COMPILED, static_shapes=True,
-               note=f"broadcasting, rank <= {LIMITS.max_rank}")(rank_limit)
-target.support("Relu", dtypes=COMPILED, static_shapes=True)
-target.support("Clip", dtypes=COMPILED, const_inputs=(1, 2), static_shapes=True)
+               note=f"broadcasting, rank <= {LIMITS.max_rank}")(nonempty(rank_limit))
+target.support("Relu", dtypes=COMPILED, static_shapes=True, check=nonempty(), note="non-empty")
+target.support("Clip", dtypes=COMPILED, const_inputs=(1, 2), static_shapes=True,
+               check=nonempty(), note="non-empty")
 target.support("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-               dtypes=FLOAT, static_shapes=True)
+               dtypes=FLOAT, static_shapes=True, check=nonempty(), note="non-empty")
 
-pool = pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
-                    allow_ceil_mode=False, allow_count_include_pad=False)
+pool = nonempty(pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
+                             allow_ceil_mode=False, allow_count_include_pad=False))
 pool_note = f"2-D, kernel <= {kernel}; no dilation, ceil_mode, count_include_pad"
 target.support("MaxPool", dtypes=COMPILED, static_shapes=True, note=pool_note)(pool)
 target.support("AveragePool", dtypes=FLOAT, static_shapes=True, note=pool_note)(pool)
 target.support("GlobalAveragePool", dtypes=FLOAT, static_shapes=True,
-               note="2-D")(spatial_rank_check(2, "pooling"))
+               note="2-D")(nonempty(spatial_rank_check(2, "pooling")))
 
 target.support(
     "BatchNormalization", dtypes=FLOAT, const_inputs=(1, 2, 3, 4), static_shapes=True,
     note=f"inference mode, rank <= {LIMITS.max_rank}",
-)(all_of(batchnorm_inference_check, rank_limit))
+)(nonempty(batchnorm_inference_check, rank_limit))
 
 # --- layout (no data movement) -----------------------------------------------------
 

@@ -326,8 +326,11 @@ def elementwise_layout(machine: SimAccelLimits, sram: SramPlan, op: VecOp,
     """Steps of ``out = act(op(operands))``; tiles split the outermost dim that must be
     split for the tile to fit, with every dim inside it whole."""
     shape = list(out_shape) or [1]
-    names = list(dict.fromkeys(o.name for o in operands))
-    unique = [next(o for o in operands if o.name == n) for n in names]
+    # Operands that read the same data the same way load once (``x * x``). The same
+    # data under two shapes (``x + Reshape(x)``: one name once aliases are resolved) is
+    # read with different strides, so it is two operands.
+    keys = list(dict.fromkeys((o.name, o.strides) for o in operands))
+    unique = [next(o for o in operands if (o.name, o.strides) == key) for key in keys]
     dims, merged = merge_dims(shape, [[*(o.strides or (1,))] for o in unique]
                               + [list(broadcast_strides(shape, shape))])
     op_strides, out_strides = merged[:-1], merged[-1]
@@ -360,7 +363,7 @@ def elementwise_layout(machine: SimAccelLimits, sram: SramPlan, op: VecOp,
             box = [count, *dims[split_dim + 1:]]
             reads = [_operand_tile(f"op{i}", o, strides, index, box, split_dim)
                      for i, (o, strides) in enumerate(zip(unique, op_strides, strict=True))]
-            sources = [names.index(o.name) for o in operands]
+            sources = [keys.index((o.name, o.strides)) for o in operands]
             steps.append(Step(Engine.VPU, reads,
                               _vec_compute(op, act, box, op_strides, sources, split_dim),
                               index, _box_store(out_slot, out_strides, index, box, split_dim)))
