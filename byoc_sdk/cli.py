@@ -331,7 +331,7 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from byoc_sdk.package import read_package
+    from byoc_sdk.package import read_package, stored_constant
 
     manifest, members = read_package(Path(args.package))
     if args.json:
@@ -339,7 +339,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return EXIT_OK
     size = sum(len(d) for d in members.values())
     constants = manifest["constants"]
-    const_bytes = sum(len(members[f"constants/{sha}.bin"]) for sha in constants)
+    # A constant the manifest lists but no member holds is damage, named as run names it.
+    const_bytes = sum(len(stored_constant(members, sha, args.package)) for sha in constants)
     print(f"package {args.package}: byoc {manifest['byoc_version']}, format "
           f"{manifest['format_version']}, built on {manifest['platform']['tag']}")
     print("targets: " + ", ".join(f"{n} {v}" for n, v in manifest["targets"].items()))

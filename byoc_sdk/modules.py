@@ -17,7 +17,7 @@ import onnx
 
 from byoc_sdk.codegen import Binary, CSource, JsonGraph
 from byoc_sdk.memory_plan import ValueSpec
-from byoc_sdk.runtime import BoundCall, Runner
+from byoc_sdk.runtime import BoundCall, Runner, StepError
 from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
 
 
@@ -68,15 +68,47 @@ def vendor_runner(
     """Instantiate the artifact's vendor runtime; calls are serialised unless it is
     thread-safe. Returns the runner and the runtime instance (for its stats)."""
     runtime = get_runtime(artifact.runtime)(artifact, constants, signature)
+    checked = _checked_results(artifact.runtime, signature)
     if runtime.thread_safe:
-        return (lambda inputs: list(runtime.run(inputs))), runtime
+        return (lambda inputs: checked(runtime.run(inputs))), runtime
     lock = threading.Lock()
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         with lock:
-            return list(runtime.run(inputs))
+            results = runtime.run(inputs)
+        return checked(results)
 
     return run, runtime
+
+
+def _checked_results(runtime: str, signature: RegionSignature):
+    """A check of a vendor runtime's results against its region's signature: numpy arrays
+    of the declared dtypes and shapes. The next step (or the caller, for a graph output)
+    would otherwise get whatever came back: a wrong dtype or shape fails later in a step
+    that did nothing wrong, or reaches the caller as a silently wrong output."""
+    wanted = [(spec.name, spec.numpy_dtype, tuple(spec.shape)) for spec in signature.outputs]
+
+    def check(results) -> list[np.ndarray]:
+        results = list(results)
+        if len(results) != len(wanted):
+            raise StepError(f"vendor runtime '{runtime}' returned {len(results)} outputs, "
+                            f"expected {len(wanted)}", target=signature.target,
+                            region=signature.region)
+        for i, (result, (name, dtype, shape)) in enumerate(zip(results, wanted, strict=True)):
+            if isinstance(result, np.generic):  # a reduction's numpy scalar: a 0-d array
+                results[i] = result = np.asarray(result)
+            if dtype.kind == "O" and isinstance(result, np.ndarray) and result.dtype.kind == "U":
+                results[i] = result = result.astype(object)  # strings, as onnxruntime has them
+            if (not isinstance(result, np.ndarray) or result.dtype != dtype
+                    or result.shape != shape):
+                got = (f"{result.dtype}{tuple(result.shape)}" if isinstance(result, np.ndarray)
+                       else f"a {type(result).__name__}")
+                raise StepError(f"vendor runtime '{runtime}' returned output {i} ('{name}') as "
+                                f"{got}, expected {dtype}{shape}", target=signature.target,
+                                region=signature.region)
+        return results
+
+    return check
 
 
 #: onnxruntime's log severity for the sessions byoc makes: fatal only (4). Whatever goes
@@ -236,7 +268,7 @@ def assemble(
     from byoc_sdk.bulk import bulk_allocation
     from byoc_sdk.errors import ByocError, OnnxRuntimeError, describe_exception, onnxruntime_reason
     from byoc_sdk.runtime import CompiledModel, Step
-    from byoc_sdk.schedule import host_model, plan_steps
+    from byoc_sdk.schedule import ModelTables, host_model, plan_steps
 
     if model is None:
         with bulk_allocation():
@@ -255,6 +287,7 @@ def assemble(
     initializers = {t.name for t in contents.model.graph.initializer}
     graph_outputs = set(contents.outputs)
     steps = []
+    tables = ModelTables(contents.model)  # once: a model may have thousands of host steps
     for index, plan in enumerate(plan_steps(model, set(runners))):
         if plan.kind == "external":
             runner, runtime = runners[plan.name]
@@ -267,7 +300,7 @@ def assemble(
                 step.bind = bind_native(runner, step.inputs, step.outputs)
         else:
             inputs = tuple(n for n in plan.inputs if n not in initializers)
-            step_model = host_model(contents.model, plan)
+            step_model = host_model(contents.model, plan, tables)
             try:
                 session = HostSession(step_model, inputs, host_threads)
             except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -31,6 +31,7 @@ import platform
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -384,6 +385,13 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
     # Members a field names are looked up where they are read (_member): one line too.
 
 
+#: What reading a damaged member can raise: zipfile's own errors, and those of the layers
+#: under it — zlib for a corrupt deflate stream, NotImplementedError for flag bits or a
+#: compression method that a flipped byte made up.
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
+                    NotImplementedError, RuntimeError)
+
+
 def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The verified manifest and members of a package."""
     label = str(path)
@@ -391,7 +399,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         raise PackageError("no such package file", file=label)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (ValueError, *_ZIP_READ_ERRORS) as exc:
         raise PackageError(f"not a byoc package (not a readable zip: {exc})", file=label) from exc
     with zf:
         names = zf.namelist()
@@ -401,7 +409,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             raise PackageError("not a byoc package (no manifest.json)", file=label)
         try:
             manifest = json.loads(zf.read("manifest.json"))
-        except (ValueError, zipfile.BadZipFile) as exc:
+        except (ValueError, *_ZIP_READ_ERRORS) as exc:
             raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
         if not isinstance(manifest, dict):
             _damaged(label, "", f"should hold a JSON object, not {_json_type(manifest)}")
@@ -429,7 +437,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise PackageError(f"member '{name}' is missing (truncated package?)", file=label)
             try:
                 data = zf.read(name)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except _ZIP_READ_ERRORS as exc:
                 raise PackageError(f"member '{name}' is unreadable: {exc}", file=label) from exc
             if hashlib.sha256(data).hexdigest() != digest:
                 raise PackageError(f"checksum of member '{name}' does not match the manifest "
@@ -503,6 +511,85 @@ def _check_interface(manifest: dict[str, Any], model: onnx.ModelProto, label: st
         if listed != actual:
             raise PackageError(f"manifest.json is damaged: field '{key}' lists {listed}, but "
                                f"model.onnx's {key} are {actual}", file=label)
+    # The runtime checks feeds against the manifest's dtypes and shapes, and compiled
+    # modules and vendor runtimes read and write exactly what their region's signature
+    # says: an edited one would be a module writing past its buffers, a runtime's result
+    # reshaped to another shape, or a step count that no longer adds up.
+    types = _value_types(model.graph)
+    graph_inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    for j, (spec, name) in enumerate(zip(manifest["inputs"], graph_inputs, strict=True)):
+        _check_spec(spec, types.get(name), f"inputs[{j}]", f"input '{name}'", label)
+    calls = {prop.value: node for node in model.graph.node for prop in node.metadata_props
+             if prop.key == "byoc.region"}
+    functions = {(f.domain, f.name): f for f in model.functions}
+    for i, entry in enumerate(manifest["regions"]):
+        if entry["status"] != "compiled":
+            continue  # the host runs a fallback's ONNX function: no signature is read
+        path, name = f"regions[{i}]", entry["name"]
+        call = calls.get(name)
+        if call is None:
+            _damaged(label, f"{path}.name", f"is '{name}', a region model.onnx does not call")
+        function = functions.get((call.domain, call.op_type))
+        inner = _value_types(function) if function is not None else {}
+        for key, values, formal in (
+            ("inputs", call.input, function.input if function is not None else None),
+            ("outputs", call.output, function.output if function is not None else None),
+        ):
+            specs = entry[key]
+            if len(specs) != len(values):
+                _damaged(label, f"{path}.{key}", f"lists {len(specs)} values, but region "
+                         f"{name} has {len(values)} {key} in model.onnx")
+            for j, (spec, value) in enumerate(zip(specs, values, strict=True)):
+                where = f"{path}.{key}[{j}]"
+                if formal is not None and spec["name"] != formal[j]:
+                    _damaged(label, f"{where}.name", f"is '{spec['name']}', but model.onnx "
+                             f"names {key[:-1]} {j} of region {name} '{formal[j]}'")
+                known = inner.get(formal[j]) if formal is not None else None
+                _check_spec(spec, known or types.get(value), where,
+                            f"value '{value}'", label)
+
+
+#: A value's element type and shape as model.onnx declares them: the shape is ``None``
+#: when unknown, and a dynamic dimension is -1 (as in a TensorSpec).
+_ValueType = tuple[int, tuple[int, ...] | None]
+
+
+def _value_types(graph: onnx.GraphProto | onnx.FunctionProto) -> dict[str, _ValueType]:
+    """The declared type of every tensor value of ``graph`` (a graph or a function)."""
+    types: dict[str, _ValueType] = {}
+    for tensor in getattr(graph, "initializer", ()):
+        types[tensor.name] = (tensor.data_type, tuple(tensor.dims))
+    for info in (*getattr(graph, "input", ()), *graph.value_info, *getattr(graph, "output", ())):
+        if not isinstance(info, onnx.ValueInfoProto) or not info.type.HasField("tensor_type"):
+            continue
+        tensor = info.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1
+                      for d in tensor.shape.dim) if tensor.HasField("shape") else None
+        types.setdefault(info.name, (tensor.elem_type, shape))
+    return types
+
+
+def _check_spec(spec: dict[str, Any], known: _ValueType | None, path: str, what: str,
+                label: str) -> None:
+    """A manifest's TensorSpec at ``path`` must agree with what model.onnx declares."""
+    if known is None:
+        return  # model.onnx does not say: nothing to hold the field against
+    import onnx_ir as ir
+
+    from byoc_sdk.node_info import dtype_name
+
+    elem, shape = known
+    if elem != onnx.TensorProto.UNDEFINED:
+        try:
+            dtype = dtype_name(ir.DataType(elem))
+        except ValueError:
+            dtype = None
+        if dtype is not None and spec["dtype"] != dtype:
+            _damaged(label, f"{path}.dtype", f"is '{spec['dtype']}', but model.onnx's {what} "
+                     f"is {dtype}")
+    if shape is not None and list(shape) != list(spec["shape"]):
+        _damaged(label, f"{path}.shape", f"is {json.dumps(spec['shape'])}, but model.onnx's "
+                 f"{what} has shape {json.dumps(list(shape))}")
 
 
 def _member(members: dict[str, bytes], name: str, label: str) -> bytes:
@@ -512,9 +599,14 @@ def _member(members: dict[str, bytes], name: str, label: str) -> bytes:
     return members[name]
 
 
+def stored_constant(members: dict[str, bytes], sha: str, label: str) -> bytes:
+    """The bytes of constant ``sha`` (a PackageError if no member holds it)."""
+    return _member(members, f"constants/{sha}.bin", label)
+
+
 def _constant(sha: str, info: dict[str, Any], members: dict[str, bytes], label: str) -> np.ndarray:
     name = f"constants/{sha}.bin"
-    data = _member(members, name, label)
+    data = stored_constant(members, sha, label)
     dtype = np.dtype(info["dtype"])
     shape = tuple(int(d) for d in info["shape"])
     # math.prod of Python ints: np.prod would wrap around on a hand-made huge shape.

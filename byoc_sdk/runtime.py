@@ -182,7 +182,10 @@ class CompiledModel:
         self._run_numbers = itertools.count(1)
         self._input_names = {spec.name for spec in self.inputs}
         self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
-        self._constant_outputs = [name for name in self.outputs if name in self.constants]
+        # Graph outputs that no step makes, the caller's to keep and to change: constants
+        # (shared by every run) and inputs passed straight through (the caller's own feed).
+        self._constant_outputs = [name for name in dict.fromkeys(self.outputs)
+                                  if name in self.constants or name in self._input_names]
         self.memory_plan = _plan_buffers(self.steps, self.outputs)
         self._frames: list[_Frame] = []
         _plan_drops(self.steps, self.outputs, self.memory_plan)
@@ -224,7 +227,7 @@ class CompiledModel:
         # Only after a run that went through: a failed step may leave a frame half bound.
         self._frames.append(frame)
         outputs = {name: values[name] for name in self.outputs}
-        for name in self._constant_outputs:  # the caller's to keep, and to change
+        for name in self._constant_outputs:  # fresh arrays, as for every other output
             outputs[name] = outputs[name].copy()
         return outputs
 

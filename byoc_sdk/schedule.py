@@ -101,11 +101,26 @@ def _unit_order(index: GraphIndex, unit: list[int], units: dict[int, list[int]])
     return order
 
 
-def host_model(proto: onnx.ModelProto, plan: StepPlan) -> onnx.ModelProto:
-    """A standalone ONNX model running one host step's nodes of ``proto``."""
+class ModelTables:
+    """Lookups over one model that every host step's sub-model needs: the value types,
+    initializers and local functions by name. Made once per model (``host_model`` on a
+    model of thousands of host steps would otherwise rebuild them for each step)."""
+
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        graph = proto.graph
+        self.infos = {i.name: i for i in (*graph.input, *graph.value_info, *graph.output)}
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.functions = {(f.domain, f.name): f for f in proto.functions}
+
+
+def host_model(
+    proto: onnx.ModelProto, plan: StepPlan, tables: ModelTables | None = None
+) -> onnx.ModelProto:
+    """A standalone ONNX model running one host step's nodes of ``proto``; ``tables``, when
+    given, are ``ModelTables(proto)`` (made once for all of a model's steps)."""
     graph = proto.graph
-    infos = {i.name: i for i in (*graph.input, *graph.value_info, *graph.output)}
-    initializers = {t.name: t for t in graph.initializer}
+    tables = tables or ModelTables(proto)
+    infos, initializers = tables.infos, tables.initializers
     sub = onnx.GraphProto(name=plan.name)
     sub.node.extend(graph.node[i] for i in plan.nodes)
     for name in plan.inputs:
@@ -117,7 +132,7 @@ def host_model(proto: onnx.ModelProto, plan: StepPlan) -> onnx.ModelProto:
     model = onnx.helper.make_model(
         sub, opset_imports=list(proto.opset_import), ir_version=versions.pinned_ir_version()
     )
-    model.functions.extend(_functions_used(proto, sub.node))
+    model.functions.extend(_functions_used(tables.functions, sub.node))
     return model
 
 
@@ -127,9 +142,10 @@ def _info(infos: dict[str, onnx.ValueInfoProto], name: str, plan: StepPlan) -> o
     return infos[name]
 
 
-def _functions_used(proto: onnx.ModelProto, nodes) -> list[onnx.FunctionProto]:
-    """The model-local functions ``nodes`` call, directly or through other functions."""
-    functions = {(f.domain, f.name): f for f in proto.functions}
+def _functions_used(functions: dict[tuple[str, str], onnx.FunctionProto],
+                    nodes) -> list[onnx.FunctionProto]:
+    """The model-local functions (``functions``, by domain and name) ``nodes`` call,
+    directly or through other functions."""
     found: dict[tuple[str, str], onnx.FunctionProto] = {}
     pending = list(nodes)
     while pending:

@@ -1,0 +1,276 @@
+"""Regressions of the package and runtime layer, each found from a user's seat: damaged
+and hand-edited packages, vendor runtimes that return the wrong thing, outputs that
+alias a caller's arrays, and models of many host steps."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from byoc_sdk import (
+    CompiledModel,
+    JsonGraph,
+    RegionPolicy,
+    StepError,
+    Target,
+    VendorRuntime,
+    build,
+    register_runtime,
+)
+from byoc_sdk.cli import main
+from byoc_sdk.package import PackageError
+from byoc_sdk.testing import run_onnxruntime
+
+
+def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _info(name: str, shape, dtype=TensorProto.FLOAT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _three_steps() -> onnx.ModelProto:
+    """MatMul+Relu (simaccel), Abs (host), MatMul (simaccel): x (2, 4) -> y (2, 4)."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["m"], name="mm1"),
+             helper.make_node("Relu", ["m"], ["r"], name="relu"),
+             helper.make_node("Abs", ["r"], ["a"], name="abs"),
+             helper.make_node("MatMul", ["a", "w2"], ["y"], name="mm2")]
+    return _model(nodes, [_info("x", [2, 4])], [_info("y", [2, 4])], [w1, w2])
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pkg") / "three.byoc"
+    compiled = build(_three_steps(), ["simaccel"], policy=RegionPolicy.keep_all())
+    assert [s.kind for s in compiled.steps] == ["external", "host", "external"]
+    compiled.save(path)
+    return path
+
+
+def _rewrite(source: Path, target: Path, edit_manifest=None) -> Path:
+    """``source`` rewritten to ``target`` (deflated), its manifest passed through
+    ``edit_manifest``: the members and their checksums are left as they were."""
+    with zipfile.ZipFile(source) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    if edit_manifest is not None:
+        edit_manifest(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return target
+
+
+def _corrupt_deflate_stream(path: Path, member: str) -> None:
+    """Make ``member``'s deflate stream start with a reserved block type (BTYPE 11), which
+    zlib refuses (zlib.error) before zipfile gets to check the CRC."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(path.read_bytes())
+    offset = info.header_offset
+    name_length = int.from_bytes(data[offset + 26: offset + 28], "little")
+    extra_length = int.from_bytes(data[offset + 28: offset + 30], "little")
+    start = offset + 30 + name_length + extra_length
+    data[start] = 0xFF  # BFINAL 1, BTYPE 11: "invalid block type"
+    path.write_bytes(bytes(data))
+
+
+# --- 1. a corrupt deflate stream is a PackageError, not an internal zlib.error ----------
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "model.onnx"])
+def test_a_corrupt_compressed_member_is_a_package_error(package, tmp_path, capsys, member):
+    damaged = _rewrite(package, tmp_path / "damaged.byoc")
+    _corrupt_deflate_stream(damaged, member)
+
+    with pytest.raises(PackageError, match="unreadable"):
+        CompiledModel.load(damaged)
+    for command in (["inspect", str(damaged)], ["run", str(damaged), "--random-inputs"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("byoc: error: file ") and "internal" not in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+# --- 2. region signatures and input specs are held against model.onnx ------------------
+
+
+def _edit_region_output_shape(manifest):
+    manifest["regions"][-1]["outputs"][0]["shape"] = [4, 2]
+
+
+def _drop_region_outputs(manifest):
+    manifest["regions"][0]["outputs"] = []
+
+
+def _edit_input_shape(manifest):
+    manifest["inputs"][0]["shape"] = [3, 4]
+
+
+def _edit_region_input_dtype(manifest):
+    manifest["regions"][0]["inputs"][0]["dtype"] = "float64"
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    # was a silently wrong output: the simulator's result reshaped to (4, 2)
+    (_edit_region_output_shape, "regions[1].outputs[0].shape"),
+    # was an internal error: ValueError from zip() in the runtime
+    (_drop_region_outputs, "regions[0].outputs"),
+    # was a failure of step 0 instead of the damage it is
+    (_edit_input_shape, "inputs[0].shape"),
+    (_edit_region_input_dtype, "regions[0].inputs[0].dtype"),
+])
+def test_an_edited_signature_is_named_as_damage(package, tmp_path, capsys, edit, field):
+    edited = _rewrite(package, tmp_path / "edited.byoc", edit)
+
+    with pytest.raises(PackageError, match=r"manifest\.json is damaged") as caught:
+        CompiledModel.load(edited)
+    assert f"field '{field}'" in str(caught.value)
+    assert main(["run", str(edited), "--random-inputs"]) == 2
+    assert f"field '{field}'" in capsys.readouterr().err
+
+
+def test_an_unedited_package_still_loads_and_matches(package):
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    got = CompiledModel.load(package).run({"x": x})
+    np.testing.assert_allclose(got["y"], run_onnxruntime(_three_steps(), {"x": x})["y"],
+                               rtol=1e-4, atol=1e-5)
+
+
+# --- 3. a vendor runtime's results are checked against its region's signature ----------
+
+
+_RETURNS = {"kind": "float64"}
+
+
+@register_runtime
+class _SloppyRuntime(VendorRuntime):
+    """Relu, returned as whatever ``_RETURNS`` asks for."""
+
+    name = "regression_sloppy"
+    thread_safe = True
+
+    def __init__(self, artifact, constants, signature) -> None:
+        pass
+
+    def run(self, inputs):
+        result = np.maximum(inputs[0], 0)
+        kind = _RETURNS["kind"]
+        if kind == "float64":
+            return [result.astype(np.float64)]
+        if kind == "list":
+            return [result.tolist()]
+        if kind == "scalar":  # a numpy scalar for a 0-d output: fine
+            return [np.float32(result.reshape(()))]
+        return [result]
+
+
+def _sloppy_target() -> Target:
+    target = Target("sloppy", version="1", policy=RegionPolicy.keep_all(),
+                    codegen=lambda region: JsonGraph({}, runtime=_SloppyRuntime.name))
+    target.support("Relu", dtypes={"float32"}, static_shapes=True)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["float64", "list"])
+def test_a_vendor_result_of_the_wrong_type_names_its_own_region(kind):
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Abs", ["r"], ["a"], name="abs"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu2")]
+    model = _model(nodes, [_info("x", [2, 3])], [_info("y", [2, 3])])
+    compiled = build(model, [_sloppy_target()])
+    assert [s.target for s in compiled.steps] == ["sloppy", "host", "sloppy"]
+    first = compiled.steps[0].name
+
+    _RETURNS["kind"] = kind
+    try:
+        with pytest.raises(StepError) as caught:
+            compiled.run({"x": np.ones((2, 3), np.float32)})
+    finally:
+        _RETURNS["kind"] = "ok"
+    # Before: the host step after it failed (float64), or the caller got a list (list).
+    assert caught.value.context.region == first
+    assert caught.value.context.target == "sloppy"
+    assert "expected float32(2, 3)" in str(caught.value)
+
+
+def test_a_vendor_numpy_scalar_for_a_0d_output_is_accepted():
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    compiled = build(_model(nodes, [_info("x", [])], [_info("y", [])]), [_sloppy_target()])
+    _RETURNS["kind"] = "scalar"
+    try:
+        out = compiled.run({"x": np.array(-2.0, np.float32)})["y"]
+    finally:
+        _RETURNS["kind"] = "ok"
+    assert isinstance(out, np.ndarray) and out.shape == () and out == 0
+
+
+# --- 4. a graph input that is also a graph output is handed out as a fresh array -------
+
+
+def test_a_graph_input_passed_through_to_an_output_is_a_copy():
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    model = _model(nodes, [_info("x", [2, 4])], [_info("r", [2, 4]), _info("x", [2, 4])])
+    compiled = build(model, ["simaccel"], policy=RegionPolicy.keep_all())
+    x = np.ones((2, 4), np.float32)
+
+    outputs = compiled.run({"x": x})
+    assert not np.shares_memory(outputs["x"], x)  # onnxruntime's outputs never do
+    x[:] = 5  # the caller reuses its input buffer for the next run
+    np.testing.assert_array_equal(outputs["x"], np.ones((2, 4), np.float32))
+
+
+# --- 5. host sub-models are cut with lookups made once per model -----------------------
+
+
+def test_lookups_for_host_steps_are_made_once_per_model(monkeypatch):
+    from byoc_sdk import schedule
+
+    nodes, previous = [], "x"
+    for i in range(40):  # Relu (simaccel) and Abs (host) in turn: 20 host steps
+        nodes.append(helper.make_node("Abs" if i % 2 else "Relu", [previous], [f"v{i}"],
+                                      name=f"n{i}"))
+        previous = f"v{i}"
+    model = _model(nodes, [_info("x", [2, 4])], [_info(previous, [2, 4])])
+    made = []
+    original = schedule.ModelTables
+
+    class Counting(original):
+        def __init__(self, proto):
+            made.append(1)
+            super().__init__(proto)
+
+    monkeypatch.setattr(schedule, "ModelTables", Counting)
+    compiled = build(model, ["simaccel"], policy=RegionPolicy.keep_all())
+    assert sum(step.kind == "host" for step in compiled.steps) == 20
+    # Before: every host step rebuilt the model's value, initializer and function tables
+    # (quadratic in the number of steps: seconds on a model of a few thousand nodes).
+    assert len(made) == 1
+    x = np.random.default_rng(2).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(compiled.run({"x": x})[previous],
+                               run_onnxruntime(model, {"x": x})[previous], atol=1e-5)
+
+
+# --- 6. inspect names a constant the manifest lists but no member holds ----------------
+
+
+def test_inspect_names_a_listed_constant_without_a_member(package, tmp_path, capsys):
+    def add_constant(manifest):
+        manifest["constants"]["0" * 64] = {"dtype": "float32", "shape": [1]}
+
+    edited = _rewrite(package, tmp_path / "extra.byoc", add_constant)
+    assert main(["inspect", str(edited)]) == 2  # was 1: an internal KeyError
+    err = capsys.readouterr().err
+    assert err.startswith("byoc: error: file ") and f"constants/{'0' * 64}.bin" in err
