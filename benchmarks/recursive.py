@@ -317,16 +317,31 @@ def goals(results) -> None:
 
 
 def ablation(count: int, warmup: int) -> None:
-    """TreeLSTM H=256 on SST shapes with the techniques switched off one at a time."""
+    """TreeLSTM H=256 on SST shapes with the techniques switched off one at a time, and
+    MV-RNN (the model with leaf-child tables) with and without those."""
     config = Config("TreeLSTM", 256, "sst")
     model = config.build()
-    variants = {
+    ablate(config, model, count, warmup, {
         "all techniques": compile_model(model),
         "no vocab precompute": compile_model(model, options=StageOptions(precompute_vocab=False)),
         "no sibling stacking": compile_model(model, options=StageOptions(stack_siblings=False)),
         "one node at a time": compile_model(model, chunk_rows=1),
-    }
-    print("\nablation: TreeLSTM H=256, SST shapes (ms per batch, median)")
+    })
+    for hidden in (64, 128):
+        config = Config("MV-RNN", hidden, "sst")
+        model = config.build()
+        ablate(config, model, count, warmup, {
+            "all techniques": compile_model(model),
+            "no leaf-child tables": compile_model(
+                model, options=StageOptions(leaf_child_tables=False)),
+        })
+
+
+def ablate(config: Config, model: RecursiveModel, count: int, warmup: int,
+           variants: dict) -> None:
+    """The variants of one model, interleaved with each other only."""
+    print(f"\nablation: {config.model} H={config.hidden}, {config.shapes} shapes "
+          "(ms per batch, median)")
     for batch in (1, 10):
         groups, words = batches(config, batch, count + warmup, model.vocab_size, seed=7)
         runners = {name: (lambda s, w, c=c: c.run(s, words=w)) for name, c in variants.items()}

@@ -22,12 +22,15 @@ from byoc_sdk.recursive import (
     complete_tree,
     grid_dag,
     linearize,
+    mv_rnn,
     random_binary_tree,
     random_dag,
     sst_trees,
+    stages,
     tree_lstm,
 )
 from byoc_sdk.recursive.cells import Feature
+from byoc_sdk.recursive.stages import StageOptions
 
 HIDDEN = 16
 VOCAB = 40
@@ -254,6 +257,31 @@ def test_user_defined_cell_compiles_and_runs():
              "features": [{"d": rng.standard_normal((s.num_nodes, 3))} for s in batch]}
     assert_same(reference.run(batch, **given, all_nodes=True),
                 kernel.run(batch, **given, all_nodes=True), all_nodes=True)
+
+
+def _leaf_table_gemms(compiled) -> list:
+    return [op for op in compiled.spec.stages.internal.level.ops
+            if getattr(op, "leaf_tables", ())]
+
+
+def test_leaf_children_read_their_share_of_a_product_from_a_table(monkeypatch):
+    # MV-RNN's W_M [A; B]: a leaf child's share W_M_j @ A_word is a vocabulary table. Nodes
+    # with two leaf children, one, or none (each takes another branch), and a lone leaf.
+    model = mv_rnn(8, vocab=VOCAB)
+    with_tables = compile_model(model)
+    without = compile_model(model, options=StageOptions(leaf_child_tables=False))
+    (gemm,) = _leaf_table_gemms(with_tables)
+    assert len(gemm.leaf_tables) == model.arity
+    assert not _leaf_table_gemms(without)
+    batch = [Structure.from_nested(((("a", "b"), ("c", "d")), ("e", ("f", "g")))),
+             Structure.from_nested(("a", "b")), Structure.from_nested("w")]
+    words = [np.random.default_rng(4).integers(0, VOCAB, s.num_nodes) for s in batch]
+    expected = Reference(model).run(batch, words=words, all_nodes=True)
+    for compiled in (with_tables, without):
+        assert_same(expected, compiled.run(batch, words=words, all_nodes=True), all_nodes=True)
+    # Past the size budget, the products stay computed.
+    monkeypatch.setattr(stages, "LEAF_TABLE_BYTES", 4 * VOCAB * 64 * model.arity - 1)
+    assert not _leaf_table_gemms(compile_model(model))
 
 
 @pytest.mark.parametrize("name", ["TreeFC", "TreeGRU", "TreeLSTM", "MV-RNN", "DAG-RNN"])

@@ -16,6 +16,7 @@ from byoc_sdk.recursive import (
     compile_model,
     dag_rnn,
     grid_dag,
+    mv_rnn,
     sst_trees,
     tree_lstm,
 )
@@ -34,10 +35,14 @@ def _has_gpu() -> bool:
 
 @pytest.fixture(scope="module")
 def kernels():
-    """TreeLSTM (two state components, stacked siblings, vocabulary tables) and DAG-RNN
-    (dense features, hoisted stage, missing children), compiled with nvcc."""
-    lstm, dag = tree_lstm(16, vocab=30), dag_rnn(16, 4)
-    return {"lstm": (lstm, compile_model(lstm, "cuda")), "dag": (dag, compile_model(dag, "cuda"))}
+    """TreeLSTM (two state components, stacked siblings, vocabulary tables), DAG-RNN
+    (dense features, hoisted stage, missing children) and MV-RNN (per-node GEMMs with
+    leaf-child tables), compiled with nvcc."""
+    return {key: (model, compile_model(model, "cuda")) for key, model in _models().items()}
+
+
+def _models():
+    return {"lstm": tree_lstm(16, vocab=30), "dag": dag_rnn(16, 4), "mv": mv_rnn(8, vocab=30)}
 
 
 @needs_nvcc
@@ -51,7 +56,8 @@ def test_nvcc_compiles_the_persistent_kernel(kernels):
 def _batches(rng):
     trees = sst_trees(6)
     dags = [grid_dag(4, 6), grid_dag(2, 3)]
-    return {"lstm": (trees, {"words": [rng.integers(0, 30, t.num_nodes) for t in trees]}),
+    words = {"words": [rng.integers(0, 30, t.num_nodes) for t in trees]}
+    return {"lstm": (trees, words), "mv": (trees, words),
             "dag": (dags, {"features": [{"x": rng.standard_normal((d.num_nodes, 4))}
                                         for d in dags]})}
 
@@ -88,9 +94,8 @@ def test_cuda_kernel_matches_the_reference(kernels):
 
 @pytest.fixture(scope="module")
 def emulated():
-    lstm, dag = tree_lstm(16, vocab=30), dag_rnn(16, 4)
-    return {"lstm": (lstm, compile_model(lstm, "cuda", emulate=True)),
-            "dag": (dag, compile_model(dag, "cuda", emulate=True))}
+    return {key: (model, compile_model(model, "cuda", emulate=True))
+            for key, model in _models().items()}
 
 
 def test_emulated_persistent_kernel_matches_the_reference(emulated):

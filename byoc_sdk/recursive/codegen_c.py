@@ -135,6 +135,8 @@ static int byoc_linearize(int32_t n, int32_t A, int32_t n_trees, const int32_t* 
 STREAMING_ROWS = 2
 #: How many k rows of the panel ahead they prefetch (8 rows of 64 floats: 2 KB).
 PREFETCH_ROWS = 8
+#: How much of a chunk's leaf-child table rows a level plan prefetches (a quarter of L2).
+PREFETCH_BYTES = 256 << 10
 
 
 def gemm_c(vl: int, mr: int, nv: int) -> str:
@@ -265,8 +267,12 @@ class PlanWriter:
     def ld(self, ref: Ref) -> int:
         return self.plan.buffers[ref.buffer].ld
 
+    #: The plan function's parameters (the CUDA writer makes the same a device function).
+    PARAMETERS = ("int m, float* const* io, float* restrict scratch, const float* const* W, "
+                  "const int32_t* restrict leaf_words")
+
     def function(self) -> str:
-        body = []
+        body = self.prelude()
         for op in self.plan.ops:
             if isinstance(op, Gemm):
                 body.append(self.gemm(op))
@@ -275,12 +281,19 @@ class PlanWriter:
             else:
                 body.append(self.copy(op))
         return "\n".join([
-            f"static void plan_{self.plan.name}(int m, float* const* io, float* restrict "
-            "scratch, const float* const* W) {",
-            "  (void)io; (void)scratch; (void)W;",
+            f"static void plan_{self.plan.name}({self.PARAMETERS}) {{",
+            "  (void)io; (void)scratch; (void)W; (void)leaf_words;",
             *body, "}"])
 
+    def leaf_tables(self, op: Gemm) -> str:
+        """The C initialiser of the table pointers of a GEMM with leaf-child tables."""
+        cell = self.plan.name.split("_")[0]
+        return ", ".join(f"W[{self.spec.const_index[(cell, f'table:{i}')]}]"
+                         for i in op.leaf_tables)
+
     def gemm(self, op: Gemm) -> str:
+        if op.leaf_tables:
+            return self.leaf_gemm(op)
         a, b, c = self.pointer(op.a), self.pointer(op.b), self.pointer(op.c)
         lda, ldb, ldc = self.ld(op.a), self.ld(op.b), self.ld(op.c)
         if op.rows:
@@ -295,6 +308,59 @@ class PlanWriter:
                 f"byoc_gemm({op.m_}, {op.n}, {op.k}, {a} + (size_t)r * {lda}, {op.k}, "
                 f"{b} + (size_t)r * {ldb}, {op.n}, {c} + (size_t)r * {ldc}, {op.n});")
         return f"  for (int r = 0; r < m; ++r) {call}"
+
+    def prelude(self) -> list[str]:
+        """What the plan does before its ops: prefetch leaf-child table rows."""
+        return [self.prefetch_leaf_rows(op) for op in self.plan.ops
+                if isinstance(op, Gemm) and op.leaf_tables]
+
+    def prefetch_leaf_rows(self, op: Gemm) -> str:
+        """Ask for the chunk's first leaf-child table rows (up to :data:`PREFETCH_BYTES`)
+        before the plan's first op: they lie scattered over a large table, and the ops
+        before this GEMM hide the trips. A batch-1 level's rows all fit."""
+        size = op.m_ * op.n
+        entries = max(1, PREFETCH_BYTES // (4 * size))
+        return "\n".join([
+            f"  {{ const float* const T[] = {{{self.leaf_tables(op)}}};",
+            f"  int until = m * {self.spec.arity} < {entries} ? m * {self.spec.arity} : {entries};",
+            "  for (int r = 0; r < until; ++r) if (leaf_words[r] >= 0) {",
+            f"    const float* t = T[r % {self.spec.arity}] + (size_t)leaf_words[r] * {size};",
+            f"    for (int e = 0; e < {size}; e += 16) __builtin_prefetch(t + e);",
+            "  } }"])
+
+    def leaf_gemm(self, op: Gemm) -> str:
+        """A per-node ``W @ [S_0; ...]`` whose leaf children's shares are table rows: the one
+        internal child's block is multiplied and the rows added; with several internal
+        children, the whole product is computed as without tables."""
+        a, b, c = self.pointer(op.a), self.pointer(op.b), self.pointer(op.c)
+        arity, size = self.spec.arity, op.m_ * op.n
+        kc = op.k // arity
+
+        def product(k: int, a_at: str, b_at: str) -> str:
+            if op.n == 1:
+                return f"byoc_matvec({op.m_}, {k}, {a} + {a_at}, {op.k}, br + {b_at}, cr);"
+            return (f"byoc_gemm({op.m_}, {op.n}, {k}, {a} + {a_at}, {op.k}, br + {b_at}, "
+                    f"{op.n}, cr, {op.n});")
+
+        return "\n".join([
+            f"  {{ const float* const T[] = {{{self.leaf_tables(op)}}};",
+            "  for (int r = 0; r < m; ++r) {",
+            f"    const int32_t* lw = leaf_words + (size_t)r * {arity};",
+            f"    const float* br = {b} + (size_t)r * {self.ld(op.b)};",
+            f"    float* cr = {c} + (size_t)r * {self.ld(op.c)};",
+            "    int inner = 0, n_inner = 0;",
+            f"    for (int j = 0; j < {arity}; ++j) if (lw[j] < 0) {{ inner = j; ++n_inner; }}",
+            f"    if (n_inner > 1) {{ {product(op.k, '0', '0')} continue; }}",
+            f"    if (n_inner == 1) {product(kc, f'inner * {kc}', f'(size_t)inner * {kc * op.n}')}",
+            "    int first = n_inner == 0;",
+            f"    for (int j = 0; j < {arity}; ++j) {{",
+            "      if (lw[j] < 0) continue;",
+            f"      const float* t = T[j] + (size_t)lw[j] * {size};",
+            f"      if (first) memcpy(cr, t, {size} * sizeof(float));",
+            f"      else for (int e = 0; e < {size}; ++e) cr[e] += t[e];",
+            "      first = 0;",
+            "    }",
+            "  } }"])
 
     def copy(self, op: Copy) -> str:
         dst, src = self.pointer(op.dst), self.pointer(op.src)
@@ -410,6 +476,7 @@ class DriverWriter:
             "level, order, pos, lstart, stack, nextk, lchild, &n_levels, error, error_size);",
             "  if (status != BYOC_OK) return status;",
             *self.check_words(),
+            *self.leaf_words(),
             *self.compute(),
             *self.outputs(),
             "  return BYOC_OK;",
@@ -510,6 +577,16 @@ class DriverWriter:
             "  }",
         ]
 
+    def leaf_words(self) -> list[str]:
+        """Each node's children's words where they are leaves (-1 for other children), for
+        the GEMMs that read leaf-child tables: leaves are the positions below lstart[1]."""
+        if not self.spec.leaf_words:
+            return []
+        return ["  for (int32_t p = 0; p < n; ++p) for (int32_t k = 0; k < A; ++k) {",
+                "    int32_t c = lchild[(size_t)p * A + k];",
+                "    leafword[(size_t)p * A + k] = c >= 0 && c < lstart[1] ? words[order[c]] : -1;",
+                "  }"]
+
     def stage_loop(self, cell: CellStages, begin: str, end: str, leaf: bool) -> list[str]:
         """Direct table rows and the hoisted stage over positions ``[begin, end)``."""
         spec = self.spec
@@ -563,8 +640,12 @@ class DriverWriter:
             elif buffer.kind == "input":
                 io.append(self.gather(plan, name, buffer.ld, lines, s))
         lines.append(f"    {{ float* const io[] = {{{', '.join(io) or '0'}}};")
-        lines.append(f"      plan_{plan.name}(m, io, scratch, W); }}")
+        lines.append(f"      plan_{plan.name}(m, io, scratch, W, {self.plan_words(plan)}); }}")
         return lines
+
+    def plan_words(self, plan: Plan) -> str:
+        """The leaf-word rows a plan's chunk reads (only the level stage has any)."""
+        return "leafword + (size_t)p0 * A" if plan is self.spec.stages.internal.level else "0"
 
     def gather(self, plan: Plan, name: str, ld: int, lines: list[str], s: int) -> str:
         spec = self.spec

@@ -53,15 +53,30 @@ class CudaPlanWriter(PlanWriter):
 
     def function(self) -> str:
         text = super().function()
-        return text.replace(f"static void plan_{self.plan.name}(int m, float* const* io, "
-                            "float* restrict scratch, const float* const* W) {",
+        return text.replace(f"static void plan_{self.plan.name}({self.PARAMETERS}) {{",
                             f"__device__ void plan_{self.plan.name}(cg::grid_group& grid, int m, "
-                            "float* const* io, float* scratch, const float* const* W) {")
+                            "float* const* io, float* scratch, const float* const* W, "
+                            "const int32_t* leaf_words) {")
+
+    def prelude(self) -> list[str]:
+        return []  # the GPU's threads hide latency by their number, not by prefetches
 
     def gemm(self, op: Gemm) -> str:
         a, b, c = self.pointer(op.a), self.pointer(op.b), self.pointer(op.c)
         lda, ldb, ldc = self.ld(op.a), self.ld(op.b), self.ld(op.c)
         rows = op.rows or op.m_
+        dot = [f"    for (int k = 0; k < {op.k}; ++k) s += a[k] * b[(size_t)k * {op.n}];"]
+        if op.leaf_tables:  # a leaf child's share of the dot product is a table entry
+            arity = self.spec.arity
+            kc = op.k // arity
+            dot = [f"    const float* const T[] = {{{self.leaf_tables(op)}}};",
+                   f"    for (int q = 0; q < {arity}; ++q) {{",
+                   f"      int32_t w = leaf_words[(size_t)r * {arity} + q];",
+                   f"      if (w >= 0) s += T[q][(size_t)w * {op.m_ * op.n} + (size_t)i * "
+                   f"{op.n} + j];",
+                   f"      else for (int k = q * {kc}; k < (q + 1) * {kc}; ++k) "
+                   f"s += a[k] * b[(size_t)k * {op.n}];",
+                   "    }"]
         return "\n".join([
             f"  BYOC_FOR(t, (long long)m * {rows} * {op.n}) {{",
             f"    int r = (int)(t / ({rows} * {op.n})), i = (int)(t / {op.n} % {rows}), "
@@ -69,7 +84,7 @@ class CudaPlanWriter(PlanWriter):
             f"    const float* a = {a} + (size_t)r * {lda} + (size_t)i * {op.k};",
             f"    const float* b = {b} + (size_t)r * {ldb} + j;",
             "    float s = 0.0f;",
-            f"    for (int k = 0; k < {op.k}; ++k) s += a[k] * b[(size_t)k * {op.n}];",
+            *dot,
             f"    {c}[(size_t)r * {ldc} + (size_t)i * {op.n} + j] = s;",
             "  }",
             "  grid.sync();"])
@@ -135,7 +150,7 @@ class CudaDriverWriter(DriverWriter):
             *(f"  {ctype} {name} = ctx.{name};" for ctype, name in self.context_fields()),
             "  const float* const* W = ctx.W;",
             "  const int32_t A = " + str(spec.arity) + ";",
-            "  (void)A; (void)words; (void)order; (void)lchild;",
+            "  (void)A; (void)words; (void)order; (void)lchild; (void)leafword;",
             *body,
             "}"])
 
@@ -144,7 +159,7 @@ class CudaDriverWriter(DriverWriter):
         spec = self.spec
         fields = [("int32_t", "n"), ("int32_t", "n_levels"), ("const int32_t*", "order"),
                   ("const int32_t*", "lchild"), ("const int32_t*", "lstart"),
-                  ("const int32_t*", "words")]
+                  ("const int32_t*", "words"), ("const int32_t*", "leafword")]
         fields += [("const float*", f"feature_{_ident(f.name)}") for f in spec.dense]
         fields += [("float*", name) for name, _, _ in spec.float_regions()]
         return fields
@@ -193,7 +208,8 @@ class CudaDriverWriter(DriverWriter):
         if any(b.kind == "input" and n != "hoisted" for n, b in plan.buffers.items()):
             lines.append("    grid.sync();")
         lines.append(f"    {{ float* io[] = {{{', '.join(io) or '0'}}};")
-        lines.append(f"      plan_{plan.name}(grid, m, io, scratch, W); }}")
+        lines.append(f"      plan_{plan.name}(grid, m, io, scratch, W, "
+                     f"{self.plan_words(plan)}); }}")
         return lines
 
     def device_gather(self, plan: Plan, name: str, ld: int, lines: list[str]) -> str:
@@ -285,6 +301,8 @@ class CudaDriverWriter(DriverWriter):
                    ("ctx.lstart", "lstart", "int32_t", "(size_t)n_levels + 1")]
         if spec.has_words:
             uploads.append(("ctx.words", "words", "int32_t", "n"))
+        if spec.leaf_words:
+            uploads.append(("ctx.leafword", "leafword", "int32_t", "(size_t)n * A"))
         first_dense = 3 + spec.has_words
         for i, f in enumerate(spec.dense):
             width = spec.input_specs(1)[first_dense + i][1][1]

@@ -30,9 +30,11 @@ PANEL = 64
 PACKED = "@packed"
 
 #: The int32 work arrays, in order: (name, entries per node, per node and child, extra).
-#: ``lstart`` holds up to cap + 1 level bounds.
+#: ``lstart`` holds up to cap + 1 level bounds; ``leafword`` the word of each leaf child
+#: (-1 for other children), for GEMMs with leaf-child tables.
 INT_WORK = (("gchild", 0, 1, 0), ("level", 1, 0, 0), ("order", 1, 0, 0), ("pos", 1, 0, 0),
-            ("lstart", 1, 0, 2), ("stack", 1, 0, 0), ("nextk", 1, 0, 0), ("lchild", 0, 1, 0))
+            ("lstart", 1, 0, 2), ("stack", 1, 0, 0), ("nextk", 1, 0, 0), ("lchild", 0, 1, 0),
+            ("leafword", 0, 1, 0))
 
 
 @dataclass
@@ -64,6 +66,13 @@ class KernelSpec:
     @property
     def has_words(self) -> bool:
         return self.model.vocab_size is not None
+
+    @property
+    def leaf_words(self) -> bool:
+        """Whether the level stage reads its children's words (leaf-child tables)."""
+        level = self.stages.internal.level
+        return level is not None and any(isinstance(op, Gemm) and op.leaf_tables
+                                         for op in level.ops)
 
     def plans(self) -> Iterator[Plan]:
         for cell in (self.stages.leaf, self.stages.internal):

@@ -275,7 +275,12 @@ class Buffer:
 class Gemm:
     """``c = a @ b`` per node. ``rows`` > 0: one GEMM of ``rows`` x m rows over the level
     (``b`` constant, ``a`` and ``c`` rows at strides ``k`` and ``n`` inside each node);
-    ``rows`` == 0: one GEMM of shape ``m_ x k x n`` per node."""
+    ``rows`` == 0: one GEMM of shape ``m_ x k x n`` per node.
+
+    ``leaf_tables`` (per-node GEMMs only): ``a`` is constant and ``b`` holds one block of
+    ``k / arity`` rows per child; entry ``j`` is the index, among the cell's tables, of the
+    vocabulary table holding child ``j``'s share ``a_j @ b_j`` for a leaf child of each
+    word. A node reads that row for a leaf child instead of multiplying."""
 
     a: Ref
     b: Ref
@@ -284,6 +289,7 @@ class Gemm:
     k: int
     n: int
     rows: int
+    leaf_tables: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

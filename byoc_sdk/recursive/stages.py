@@ -14,7 +14,7 @@ The leaf cell has no level stage. A :class:`ModelStages` is everything the codeg
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -22,6 +22,7 @@ import onnx
 from byoc_sdk.recursive.cells import RecursiveModel, child_input
 from byoc_sdk.recursive.lowering import (
     Analysis,
+    Gemm,
     Plan,
     Value,
     analyse,
@@ -32,6 +33,8 @@ from byoc_sdk.recursive.lowering import (
 from byoc_sdk.recursive.ops import CellGraph, Step, run_step
 
 TABLE_CHUNK = 4096
+#: Bytes of leaf-child tables a model may take in all (see ``_add_leaf_child_tables``).
+LEAF_TABLE_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,13 @@ class StageOptions:
     ``precompute_vocab``: tables of word-only values (off: only the raw vocabulary features
     are tables, and everything computed from them runs in the hoisted stage).
     ``stack_siblings``: one GEMM for a weight applied to every child.
+    ``leaf_child_tables``: tables of a constant matrix times a leaf child's word-only state
+    (below).
     """
 
     precompute_vocab: bool = True
     stack_siblings: bool = True
+    leaf_child_tables: bool = True
 
 
 def stage_model(model: RecursiveModel, options: StageOptions | None = None) -> ModelStages:
@@ -103,7 +109,73 @@ def stage_model(model: RecursiveModel, options: StageOptions | None = None) -> M
         at += c.size
     leaf = _stage_cell(model, "leaf", model.leaf, offsets, False, options)
     internal = _stage_cell(model, "internal", model.internal, offsets, True, options)
+    if options.leaf_child_tables and internal.level is not None:
+        _add_leaf_child_tables(model, leaf, internal)
     return ModelStages(model, leaf, internal, offsets)
+
+
+def _add_leaf_child_tables(model: RecursiveModel, leaf: CellStages,
+                           internal: CellStages) -> None:
+    """Hoist per-node products of a constant and a leaf child's state into tables.
+
+    A per-node GEMM ``W @ [S_0; ...; S_k]`` over the children's states of one component
+    (MV-RNN's ``W_M [A; B]``) is ``Σ_j W_j @ S_j``. When child ``j`` is a leaf whose state
+    component depends on its word only, ``W_j @ S_j`` does too: it becomes a vocabulary
+    table, and a node reads a row instead of multiplying (Cortex's hoisting of word-only
+    work, carried one level up). Half the children of a binary tree are leaves, so this
+    takes about half of such GEMMs' arithmetic. Tables cost ``vocab x arity x m x n``
+    floats; past :data:`LEAF_TABLE_BYTES` in all, the products stay computed.
+    """
+    plan = internal.level
+    budget = LEAF_TABLE_BYTES
+    ops = []
+    for op in plan.ops:
+        share = _leaf_child_share(model, leaf, plan, op)
+        size = 0 if share is None else 4 * len(share[1]) * op.m_ * op.n * model.arity
+        if share is None or size > budget:
+            ops.append(op)
+            continue
+        weight, words = share
+        kc = op.k // model.arity
+        indexes = []
+        for j in range(model.arity):
+            indexes.append(len(internal.tables))
+            internal.tables.append(Table(f"{op.b.buffer}@leaf{j}",
+                                         _products(weight[:, j * kc:(j + 1) * kc], words)))
+        budget -= size
+        ops.append(replace(op, leaf_tables=tuple(indexes)))
+    plan.ops = ops
+
+
+def _leaf_child_share(model: RecursiveModel, leaf: CellStages, plan: Plan,
+                      op: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the constant ``W``, every word's leaf state component ``[vocab, k/arity, n]``) when
+    ``op`` is a per-node GEMM of a constant and all children's states of one component
+    whose leaf value is a word-only table; else None."""
+    if not isinstance(op, Gemm) or op.rows or op.k % model.arity:
+        return None
+    a, b = plan.buffers[op.a.buffer], plan.buffers[op.b.buffer]
+    kind, _, component = op.b.buffer.partition(":")
+    kc = op.k // model.arity
+    if (a.kind != "const" or op.a.offset or kind != "child" or op.b.offset
+            or component not in leaf.direct or b.ld != op.k * op.n
+            or model.state[[c.name for c in model.state].index(component)].size != kc * op.n):
+        return None
+    words = leaf.tables[leaf.direct[component]].array
+    weight = a.array.reshape(op.m_, op.k)
+    return weight, words.reshape(len(words), kc, op.n)
+
+
+def _products(weight: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """``weight @ states[w]`` for every word ``w`` (float64 arithmetic, stored as float32),
+    one row of ``m x n`` floats a word."""
+    m, n = weight.shape[0], states.shape[2]
+    out = np.empty((len(states), m * n), dtype=np.float32)
+    w64 = weight.astype(np.float64)
+    for start in range(0, len(states), TABLE_CHUNK // 16):
+        chunk = states[start:start + TABLE_CHUNK // 16].astype(np.float64)
+        out[start:start + len(chunk)] = np.matmul(w64, chunk).reshape(len(chunk), m * n)
+    return out
 
 
 def _stage_of(value: Value, raw_inputs: set[str], options: StageOptions) -> str:
