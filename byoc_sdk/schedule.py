@@ -68,6 +68,8 @@ def plan_steps(model: ir.Model, external: Collection[str]) -> list[StepPlan]:
                     writes.append(value.name)
         if is_external[head]:
             kind, name = "external", index.nodes[head].name
+        elif not writes:
+            continue  # dead nodes, read by nothing: onnxruntime refuses a session of them
         else:
             kind, name = "host", f"host_{host_count}"
             host_count += 1

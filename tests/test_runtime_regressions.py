@@ -274,3 +274,18 @@ def test_inspect_names_a_listed_constant_without_a_member(package, tmp_path, cap
     assert main(["inspect", str(edited)]) == 2  # was 1: an internal KeyError
     err = capsys.readouterr().err
     assert err.startswith("byoc: error: file ") and f"constants/{'0' * 64}.bin" in err
+
+
+def test_host_nodes_nothing_reads_are_not_run():
+    """A Softmax whose output nothing reads (legal ONNX) formed a host step of its own with
+    no outputs, which onnxruntime refused at run time; it is dead, so no step runs it."""
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["r"], name="conv"),
+             helper.make_node("Softmax", ["r"], ["dead"], name="softmax"),
+             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+    model = _model(nodes, [_info("x", [1, 2, 4, 4])], [_info("y", [1, 2, 4, 4])], [w])
+    compiled = build(model, ["simaccel"], policy=RegionPolicy.keep_all())
+    assert [s.kind for s in compiled.steps] == ["external"]
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)}
+    np.testing.assert_allclose(compiled.run(feeds)["y"], run_onnxruntime(model, feeds)["y"],
+                               rtol=1e-5, atol=1e-5)
