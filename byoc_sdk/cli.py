@@ -310,8 +310,9 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
             print(f"  {name}: missing from the package's outputs")
             ok = False
             continue
-        if got.shape != want.shape:
-            print(f"  {name}: shape {got.shape}, expected {want.shape} MISMATCH")
+        if got.shape != want.shape or got.dtype != want.dtype:
+            print(f"  {name}: {got.dtype}{got.shape}, expected {want.dtype}{want.shape} "
+                  "MISMATCH")
             ok = False
             continue
         if want.dtype.kind in "OSU":  # strings: equal or not, no distance

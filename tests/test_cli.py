@@ -398,4 +398,28 @@ def test_run_check_compares_shapes_too(tmp_path, capsys):
                  "--reference", str(tmp_path / "ref.onnx")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "y: shape (2, 4), expected (1, 4) MISMATCH" in out
+    assert "y: float32(2, 4), expected float32(1, 4) MISMATCH" in out
+
+
+def test_run_check_compares_dtypes_too(tmp_path, capsys):
+    # The same values in float64 where the reference makes float32: not the same output.
+    model = onnx_text("""
+        g (float[2, 4] x) => (double[2, 4] y) {
+          r = Relu(x)
+          y = Cast<to = 11>(r)
+        }""")
+    reference = onnx_text("""
+        g (float[2, 4] x) => (float[2, 4] y) {
+          y = Relu(x)
+        }""")
+    onnx.save(model, tmp_path / "m.onnx")
+    onnx.save(reference, tmp_path / "ref.onnx")
+    package = tmp_path / "m.byoc"
+    assert main(["build", str(tmp_path / "m.onnx"), "--target", "cpu",
+                 "-o", str(package)]) == 0
+    capsys.readouterr()
+    code = main(["run", str(package), "--random-inputs", "--reference",
+                 str(tmp_path / "ref.onnx")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "y: float64(2, 4), expected float32(2, 4) MISMATCH" in out
