@@ -44,7 +44,8 @@ class Tensor:
     consumers: list[Op] = field(default_factory=list)
     input_index: int | None = None
     output_index: int | None = None
-    #: The tensor whose storage this one shares (set for views such as Reshape).
+    #: The tensor whose storage this one shares (set for views such as Reshape; for a
+    #: view of a constant, the constant whose data it is).
     alias_of: Tensor | None = None
     #: A value derived at build time (a folded bias, say), not a region constant: the
     #: generated source spells it out instead of receiving it in ``_init``.
@@ -270,8 +271,9 @@ def _mark_view(op: Op) -> None:
         return
     if source.value is not None:  # a view of a constant is a constant
         output.value = source.value.reshape(output.shape)
-    else:
-        output.alias_of = source
+    # A view of a constant shares its data too: ``root()`` then leads to the region
+    # constant that ``_init`` receives (the view itself is not one of them).
+    output.alias_of = source
 
 
 def is_folded(op: Op) -> bool:

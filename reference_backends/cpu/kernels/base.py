@@ -164,7 +164,9 @@ class ModuleContext:
         self.helpers.setdefault(key, text)
 
     def constant_index(self, tensor: Tensor) -> int:
-        """The position of ``tensor`` among the constants handed to ``_init``."""
+        """The position of ``tensor`` among the constants handed to ``_init`` (for a view
+        of a constant, such as a reshaped bias, that of the constant it views)."""
+        tensor = tensor.root()
         for index, known in enumerate(self.constants):
             if known is tensor:
                 return index
@@ -189,6 +191,7 @@ class ModuleContext:
         a build-time derived value is spelled out as a static array instead."""
         if tensor.embedded:
             return self.embedded_array(tensor)
+        tensor = tensor.root()  # a view of a constant reads the constant's buffer
         source = self.constant_source(tensor)
 
         def fill(w: CWriter) -> None:
@@ -254,7 +257,7 @@ class KernelContext:
         if tensor.embedded:
             return self.module.embedded_array(tensor)
         if tensor.is_const:
-            name = self.module.constant_buffer(tensor)
+            name = self.module.constant_buffer(tensor.root())
             return self._param(f"s_{name}", ctype(tensor), f"S.{name}", write=False)
         storage = self._storage_of(tensor)
         return self._param(storage, ctype(tensor), storage, write=write)

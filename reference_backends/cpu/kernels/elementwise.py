@@ -35,20 +35,19 @@ def _f(op: Op, name: str, default: float) -> str:
     return float_literal(float(op.attr(name, default)))
 
 
+#: Clip's bounds when omitted: the float range (numeric_limits<float>::lowest() and
+#: max(), as the ONNX spec and onnxruntime have it), so infinities are clamped too.
+_FLOAT_MAX = 3.4028234663852886e38
+
+
 def _clip(args: Sequence[str], op: Op) -> str:
-    x, lo, hi = args[0], None, None
+    x = args[0]
     if op.opset < 11:
-        lo = _f(op, "min", -3.4028234663852886e38) if "min" in op.attrs else None
-        hi = _f(op, "max", 3.4028234663852886e38) if "max" in op.attrs else None
+        lo, hi = _f(op, "min", -_FLOAT_MAX), _f(op, "max", _FLOAT_MAX)
     else:
-        lo = args[1] if len(args) > 1 and args[1] else None
-        hi = args[2] if len(args) > 2 and args[2] else None
-    expr = x
-    if lo is not None:
-        expr = f"byoc_maxf({expr}, {lo})"
-    if hi is not None:
-        expr = f"byoc_minf({expr}, {hi})"
-    return expr
+        lo = args[1] if len(args) > 1 and args[1] else float_literal(-_FLOAT_MAX)
+        hi = args[2] if len(args) > 2 and args[2] else float_literal(_FLOAT_MAX)
+    return f"byoc_minf(byoc_maxf({x}, {lo}), {hi})"
 
 
 def _gelu(args: Sequence[str], op: Op) -> str:
@@ -77,8 +76,11 @@ def _pow(args: Sequence[str], op: Op) -> str:
     base = args[0]
     if exponent is not None and exponent.size == 1:
         value = float(exponent.reshape(-1)[0])
+        # pow(x, 0.5) is sqrt(x) except at -inf (+inf, where sqrt gives NaN) and at -0
+        # (+0, where sqrt gives -0); fabsf keeps NaN a NaN.
         special = {1.0: base, 2.0: f"{base} * {base}", 3.0: f"{base} * {base} * {base}",
-                   0.5: f"sqrtf({base})", -1.0: f"1.0f / {base}"}
+                   0.5: f"({base} == (-INFINITY) ? INFINITY : fabsf(sqrtf({base})))",
+                   -1.0: f"1.0f / {base}"}
         if value in special:
             return special[value]
     return f"powf({base}, (float){args[1]})"
