@@ -539,6 +539,10 @@ def _check_interface(manifest: dict[str, Any], model: onnx.ModelProto, label: st
             if len(specs) != len(values):
                 _damaged(label, f"{path}.{key}", f"lists {len(specs)} values, but region "
                          f"{name} has {len(values)} {key} in model.onnx")
+            if formal is not None and len(formal) != len(values):
+                raise PackageError(f"model.onnx is malformed: region {name} is called with "
+                                   f"{len(values)} {key}, but its function has "
+                                   f"{len(formal)}", file=label)
             for j, (spec, value) in enumerate(zip(specs, values, strict=True)):
                 where = f"{path}.{key}[{j}]"
                 if formal is not None and spec["name"] != formal[j]:

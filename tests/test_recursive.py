@@ -259,6 +259,28 @@ def test_user_defined_cell_compiles_and_runs():
                 kernel.run(batch, **given, all_nodes=True), all_nodes=True)
 
 
+def _three_child_mv(pad_missing: bool) -> RecursiveModel:
+    """An MV-RNN-like model of arity 3: ``A = W [A_0; A_1; A_2]``, ``a = tanh(A_0 Σ a_k)``."""
+    h = 4
+    rng = np.random.default_rng(5)
+    state = (StateSpec("a", (h,)), StateSpec("A", (h, h)))
+    leaf = CellBuilder("leaf3")
+    leaf.output(leaf.input("x", (h,)), state[0])
+    leaf.output(leaf.input("X", (h, h)), state[1])
+    node = CellBuilder("node3")
+    kids = node.children(state, 3)
+    total = node.op("Add", node.op("Add", kids[0]["a"], kids[1]["a"]), kids[2]["a"])
+    node.output(node.op("Tanh", node.op("MatMul", kids[0]["A"], total)), state[0])
+    weight = node.weight("W", (rng.standard_normal((h, 3 * h)) / 3).astype(np.float32))
+    node.output(node.op("MatMul", weight, node.op("Concat", *(k["A"] for k in kids), axis=0)),
+                state[1])
+    features = (Feature("x", (h,), rng.standard_normal((VOCAB, h)).astype(np.float32)),
+                Feature("X", (h, h), (np.eye(h) + 0.3 * rng.standard_normal((VOCAB, h, h)))
+                        .astype(np.float32)))
+    return RecursiveModel("MV3", state, features, leaf.build(), node.build(), 3,
+                          pad_missing=pad_missing)
+
+
 def _leaf_table_gemms(compiled) -> list:
     return [op for op in compiled.spec.stages.internal.level.ops
             if getattr(op, "leaf_tables", ())]
@@ -279,6 +301,19 @@ def test_leaf_children_read_their_share_of_a_product_from_a_table(monkeypatch):
     expected = Reference(model).run(batch, words=words, all_nodes=True)
     for compiled in (with_tables, without):
         assert_same(expected, compiled.run(batch, words=words, all_nodes=True), all_nodes=True)
+    # Arity 3 with missing children (a missing child's share is zero, neither a product
+    # nor a table row), in the C kernel and in the CUDA emulation.
+    sparse = _three_child_mv(pad_missing=True)
+    leaf = [-1, -1, -1]
+    trees = [Structure.from_children([[1, 2, -1], [3, 4, 5], leaf, leaf, leaf, leaf]),
+             Structure.from_children([[1, -1, -1], leaf]),
+             Structure.from_children([[1, 2, 3], [4, -1, -1], [5, 6, -1], leaf, leaf, leaf,
+                                      leaf])]
+    words = [np.arange(s.num_nodes) % VOCAB for s in trees]
+    expected = Reference(sparse).run(trees, words=words, all_nodes=True)
+    for compiled in (compile_model(sparse), compile_model(sparse, "cuda", emulate=True)):
+        assert len(_leaf_table_gemms(compiled)) == 1
+        assert_same(expected, compiled.run(trees, words=words, all_nodes=True), all_nodes=True)
     # Past the size budget, the products stay computed.
     monkeypatch.setattr(stages, "LEAF_TABLE_BYTES", 4 * VOCAB * 64 * model.arity - 1)
     assert not _leaf_table_gemms(compile_model(model))

@@ -330,8 +330,9 @@ class PlanWriter:
 
     def leaf_gemm(self, op: Gemm) -> str:
         """A per-node ``W @ [S_0; ...]`` whose leaf children's shares are table rows: the one
-        internal child's block is multiplied and the rows added; with several internal
-        children, the whole product is computed as without tables."""
+        internal child's block is multiplied and the rows added (a missing child adds
+        nothing); with several internal children, the whole product is computed as
+        without tables."""
         a, b, c = self.pointer(op.a), self.pointer(op.b), self.pointer(op.c)
         arity, size = self.spec.arity, op.m_ * op.n
         kc = op.k // arity
@@ -349,7 +350,7 @@ class PlanWriter:
             f"    const float* br = {b} + (size_t)r * {self.ld(op.b)};",
             f"    float* cr = {c} + (size_t)r * {self.ld(op.c)};",
             "    int inner = 0, n_inner = 0;",
-            f"    for (int j = 0; j < {arity}; ++j) if (lw[j] < 0) {{ inner = j; ++n_inner; }}",
+            f"    for (int j = 0; j < {arity}; ++j) if (lw[j] == -1) {{ inner = j; ++n_inner; }}",
             f"    if (n_inner > 1) {{ {product(op.k, '0', '0')} continue; }}",
             f"    if (n_inner == 1) {product(kc, f'inner * {kc}', f'(size_t)inner * {kc * op.n}')}",
             "    int first = n_inner == 0;",
@@ -578,13 +579,15 @@ class DriverWriter:
         ]
 
     def leaf_words(self) -> list[str]:
-        """Each node's children's words where they are leaves (-1 for other children), for
-        the GEMMs that read leaf-child tables: leaves are the positions below lstart[1]."""
+        """Each node's children's words where they are leaves, -1 for internal children and
+        -2 for missing ones (their share is zero), for the GEMMs that read leaf-child
+        tables: leaves are the positions below lstart[1]."""
         if not self.spec.leaf_words:
             return []
         return ["  for (int32_t p = 0; p < n; ++p) for (int32_t k = 0; k < A; ++k) {",
                 "    int32_t c = lchild[(size_t)p * A + k];",
-                "    leafword[(size_t)p * A + k] = c >= 0 && c < lstart[1] ? words[order[c]] : -1;",
+                "    leafword[(size_t)p * A + k] = c < 0 ? -2 : c < lstart[1] ? words[order[c]] "
+                ": -1;",
                 "  }"]
 
     def stage_loop(self, cell: CellStages, begin: str, end: str, leaf: bool) -> list[str]:
@@ -645,7 +648,9 @@ class DriverWriter:
 
     def plan_words(self, plan: Plan) -> str:
         """The leaf-word rows a plan's chunk reads (only the level stage has any)."""
-        return "leafword + (size_t)p0 * A" if plan is self.spec.stages.internal.level else "0"
+        if self.spec.leaf_words and plan is self.spec.stages.internal.level:
+            return "leafword + (size_t)p0 * A"
+        return "0"
 
     def gather(self, plan: Plan, name: str, ld: int, lines: list[str], s: int) -> str:
         spec = self.spec

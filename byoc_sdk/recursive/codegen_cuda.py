@@ -74,8 +74,8 @@ class CudaPlanWriter(PlanWriter):
                    f"      int32_t w = leaf_words[(size_t)r * {arity} + q];",
                    f"      if (w >= 0) s += T[q][(size_t)w * {op.m_ * op.n} + (size_t)i * "
                    f"{op.n} + j];",
-                   f"      else for (int k = q * {kc}; k < (q + 1) * {kc}; ++k) "
-                   f"s += a[k] * b[(size_t)k * {op.n}];",
+                   f"      else if (w == -1) for (int k = q * {kc}; k < (q + 1) * {kc}; ++k) "
+                   f"s += a[k] * b[(size_t)k * {op.n}];",  # -2: a missing child adds 0
                    "    }"]
         return "\n".join([
             f"  BYOC_FOR(t, (long long)m * {rows} * {op.n}) {{",

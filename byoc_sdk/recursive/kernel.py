@@ -31,7 +31,7 @@ PACKED = "@packed"
 
 #: The int32 work arrays, in order: (name, entries per node, per node and child, extra).
 #: ``lstart`` holds up to cap + 1 level bounds; ``leafword`` the word of each leaf child
-#: (-1 for other children), for GEMMs with leaf-child tables.
+#: (-1 for an internal child, -2 for a missing one), for GEMMs with leaf-child tables.
 INT_WORK = (("gchild", 0, 1, 0), ("level", 1, 0, 0), ("order", 1, 0, 0), ("pos", 1, 0, 0),
             ("lstart", 1, 0, 2), ("stack", 1, 0, 0), ("nextk", 1, 0, 0), ("lchild", 0, 1, 0),
             ("leafword", 0, 1, 0))

@@ -39,7 +39,9 @@ LEAF_TABLE_BYTES = 512 << 20
 
 @dataclass(frozen=True)
 class Table:
-    """A compile-time table: ``array[word]`` is value ``value`` of a node with that word."""
+    """A compile-time table: ``array[word]`` is value ``value`` of a node with that word
+    (for a leaf-child table, ``op<i>:<buffer>@leaf<j>``: child ``j``'s share of level op
+    ``i`` when that child is a leaf with that word)."""
 
     value: str
     array: np.ndarray = field(repr=False)
@@ -129,7 +131,7 @@ def _add_leaf_child_tables(model: RecursiveModel, leaf: CellStages,
     plan = internal.level
     budget = LEAF_TABLE_BYTES
     ops = []
-    for op in plan.ops:
+    for position, op in enumerate(plan.ops):
         share = _leaf_child_share(model, leaf, plan, op)
         size = 0 if share is None else 4 * len(share[1]) * op.m_ * op.n * model.arity
         if share is None or size > budget:
@@ -140,7 +142,7 @@ def _add_leaf_child_tables(model: RecursiveModel, leaf: CellStages,
         indexes = []
         for j in range(model.arity):
             indexes.append(len(internal.tables))
-            internal.tables.append(Table(f"{op.b.buffer}@leaf{j}",
+            internal.tables.append(Table(f"op{position}:{op.b.buffer}@leaf{j}",
                                          _products(weight[:, j * kc:(j + 1) * kc], words)))
         budget -= size
         ops.append(replace(op, leaf_tables=tuple(indexes)))
