@@ -43,7 +43,7 @@ target = Target(
     version="0.1.0",
     vendor="byoc",
     description="Simulated accelerator: 16x16 weight-stationary systolic array, vector unit, "
-    "512 KiB SRAM (float32; the chip's int8 is not compiled yet)",
+    "512 KiB SRAM (float32, no empty tensors; the chip's int8 is not compiled yet)",
     priority=10,
     merge_style="regions",
     constants="bind",
@@ -93,11 +93,11 @@ target.support(
 
 target.support("Add", "Sub", "Mul", dtypes=COMPILED, static_shapes=True,
                note=f"broadcasting, rank <= {LIMITS.max_rank}")(nonempty(rank_limit))
-target.support("Relu", dtypes=COMPILED, static_shapes=True, check=nonempty(), note="non-empty")
+target.support("Relu", dtypes=COMPILED, static_shapes=True, check=nonempty())
 target.support("Clip", dtypes=COMPILED, const_inputs=(1, 2), static_shapes=True,
-               check=nonempty(), note="non-empty")
+               check=nonempty())
 target.support("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-               dtypes=FLOAT, static_shapes=True, check=nonempty(), note="non-empty")
+               dtypes=FLOAT, static_shapes=True, check=nonempty())
 
 pool = nonempty(pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
                              allow_ceil_mode=False, allow_count_include_pad=False))
