@@ -103,6 +103,10 @@ class RecursiveModel:
     def feature(self, name: str) -> Feature:
         return next(f for f in self.features if f.name == name)
 
+    def component(self, name: str) -> StateSpec:
+        """The state component called ``name``."""
+        return next(c for c in self.state if c.name == name)
+
 
 def check_model(model: RecursiveModel) -> None:
     """The cells' inputs, outputs and shapes agree with the model's state and features."""

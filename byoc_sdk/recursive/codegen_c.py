@@ -659,7 +659,7 @@ class DriverWriter:
         buffer = gather_name(plan, name)
         kind, _, what = name.partition(":")
         if kind == "child":
-            width = spec.model.state[[c.name for c in spec.model.state].index(what)].size
+            width = spec.model.component(what).size
             offset = spec.stages.offsets[what]
             lines += [
                 "    for (int r = 0; r < m; ++r) for (int k = 0; k < A; ++k) {",

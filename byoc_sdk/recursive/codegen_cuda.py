@@ -219,8 +219,7 @@ class CudaDriverWriter(DriverWriter):
         buffer = gather_name(plan, name)
         kind, _, what = name.partition(":")
         if kind == "child":
-            names = [c.name for c in spec.model.state]
-            width = spec.model.state[names.index(what)].size
+            width = spec.model.component(what).size
             offset = spec.stages.offsets[what]
             lines += [f"    BYOC_FOR(t, (long long)m * A * {width}) {{",
                       f"      int r = (int)(t / (A * {width})), k = (int)(t / {width} % A), "

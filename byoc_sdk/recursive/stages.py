@@ -23,6 +23,7 @@ from byoc_sdk.recursive.cells import RecursiveModel, child_input
 from byoc_sdk.recursive.lowering import (
     Analysis,
     Gemm,
+    Op,
     Plan,
     Value,
     analyse,
@@ -150,7 +151,7 @@ def _add_leaf_child_tables(model: RecursiveModel, leaf: CellStages,
 
 
 def _leaf_child_share(model: RecursiveModel, leaf: CellStages, plan: Plan,
-                      op: object) -> tuple[np.ndarray, np.ndarray] | None:
+                      op: Op) -> tuple[np.ndarray, np.ndarray] | None:
     """(the constant ``W``, every word's leaf state component ``[vocab, k/arity, n]``) when
     ``op`` is a per-node GEMM of a constant and all children's states of one component
     whose leaf value is a word-only table; else None."""
@@ -161,7 +162,7 @@ def _leaf_child_share(model: RecursiveModel, leaf: CellStages, plan: Plan,
     kc = op.k // model.arity
     if (a.kind != "const" or op.a.offset or kind != "child" or op.b.offset
             or component not in leaf.direct or b.ld != op.k * op.n
-            or model.state[[c.name for c in model.state].index(component)].size != kc * op.n):
+            or model.component(component).size != kc * op.n):
         return None
     words = leaf.tables[leaf.direct[component]].array
     weight = a.array.reshape(op.m_, op.k)
