@@ -15,10 +15,11 @@ Layout::
     regions/<name>/program.bin     a binary artifact's bytes
     report.json                    the build report
 
-Loading checks the format version, refuses member names that could escape a folder,
-verifies every checksum, and needs only the runtime: compiled modules and vendor
-runtimes, never a target's codegen. A package built on another platform is rebuilt
-from its sources when a compiler is at hand.
+Loading checks the format version, refuses member names that could escape a folder
+and members that would inflate past what they hold (zip bombs), verifies every
+checksum, and needs only the runtime: compiled modules and vendor runtimes, never a
+target's codegen. A package built on another platform is rebuilt from its sources when
+a compiler is at hand.
 """
 
 from __future__ import annotations
@@ -391,6 +392,56 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
                     NotImplementedError, RuntimeError)
 
+#: The most a member other than a constant may inflate to. Weights are constants, which
+#: inflate to exactly the bytes the manifest gives their dtype and shape; what is left
+#: (model.onnx without its large tensors, sources, libraries, programs, reports, the
+#: manifest) is code and descriptions, far below this in any real package.
+MAX_MEMBER_BYTES = 1 << 30
+
+#: What byoc writes. zipfile inflates the others (bzip2, lzma) a whole read's worth at a
+#: time, whatever the size asked for, so a small member could still inflate to gigabytes.
+_COMPRESSIONS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+
+#: A constant's bound: the bytes of its tensor, and that tensor, for a message.
+_Holds = tuple[int, str]
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, label: str, holds: _Holds | None = None) -> bytes:
+    """Member ``name``, refused before it is inflated if it would inflate to more than
+    ``holds`` says (a constant) or :data:`MAX_MEMBER_BYTES` (any other member): a zip
+    bomb, a few kilobytes in the file, is then never gigabytes in memory."""
+    bound, what = holds or (MAX_MEMBER_BYTES, f"the {MAX_MEMBER_BYTES:,} bytes a member other "
+                                              "than a constant may hold")
+    info = zf.getinfo(name)
+    if info.compress_type not in _COMPRESSIONS:
+        raise PackageError(f"member '{name}' is compressed with method {info.compress_type}; "
+                           "byoc writes only stored and deflated members", file=label)
+    if info.file_size > bound:
+        raise PackageError(f"member '{name}' inflates to {info.file_size:,} bytes, more than "
+                           f"{what} (a zip bomb?)", file=label)
+    try:
+        with zf.open(info) as handle:
+            # zipfile hands out no more than the declared size (the CRC then fails on a
+            # member that inflates further), and asking for no more keeps zlib from
+            # inflating past it first, as read() would, up to a gigabyte per call. At
+            # least the compressed size, so that a stored or incompressible member
+            # comes in one read rather than as a second copy of itself.
+            return handle.read(max(info.file_size, info.compress_size))
+    except _ZIP_READ_ERRORS as exc:
+        raise PackageError(f"member '{name}' is unreadable: {exc}", file=label) from exc
+
+
+def _constant_sizes(manifest: dict[str, Any]) -> dict[str, _Holds]:
+    """What each constant's member may inflate to: the bytes of the tensor the manifest
+    says it holds (``_constant`` checks later that it holds exactly that)."""
+    sizes = {}
+    for sha, info in manifest["constants"].items():
+        dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])
+        size = dtype.itemsize * math.prod(shape)  # Python ints: a huge shape cannot wrap
+        sizes[f"constants/{sha}.bin"] = (
+            size, f"the {size:,} bytes of the {dtype}{shape} tensor the manifest says it holds")
+    return sizes
+
 
 def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The verified manifest and members of a package."""
@@ -407,9 +458,10 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             _safe_member(name, label)
         if "manifest.json" not in names:
             raise PackageError("not a byoc package (no manifest.json)", file=label)
+        data = _read_member(zf, "manifest.json", label)
         try:
-            manifest = json.loads(zf.read("manifest.json"))
-        except (ValueError, *_ZIP_READ_ERRORS) as exc:
+            manifest = json.loads(data)
+        except ValueError as exc:
             raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
         if not isinstance(manifest, dict):
             _damaged(label, "", f"should hold a JSON object, not {_json_type(manifest)}")
@@ -431,14 +483,12 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         if unlisted:
             raise PackageError(f"members not in the manifest: {unlisted}", file=label)
         members = {}
+        constants = _constant_sizes(manifest)
         for name, digest in listed.items():
             _safe_member(name, label)
             if name not in names:
                 raise PackageError(f"member '{name}' is missing (truncated package?)", file=label)
-            try:
-                data = zf.read(name)
-            except _ZIP_READ_ERRORS as exc:
-                raise PackageError(f"member '{name}' is unreadable: {exc}", file=label) from exc
+            data = _read_member(zf, name, label, constants.get(name))
             if hashlib.sha256(data).hexdigest() != digest:
                 raise PackageError(f"checksum of member '{name}' does not match the manifest "
                                    "(the package was changed after it was built)", file=label)

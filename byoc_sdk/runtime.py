@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -182,6 +182,7 @@ class CompiledModel:
         self._run_numbers = itertools.count(1)
         self._input_names = {spec.name for spec in self.inputs}
         self._input_checks = [(s.name, s.numpy_dtype, s.shape) for s in self.inputs]
+        self._same_sizes = _same_sizes(self.inputs, package.model)
         # Graph outputs that no step makes, the caller's to keep and to change: constants
         # (shared by every run) and inputs passed straight through (the caller's own feed).
         self._constant_outputs = [name for name in dict.fromkeys(self.outputs)
@@ -232,7 +233,8 @@ class CompiledModel:
         return outputs
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The feeds as a fresh value table, after checking names, dtypes and shapes.
+        """The feeds as a fresh value table, after checking names, dtypes and shapes, and
+        that the dimensions one symbol names have one size.
 
         This runs on every call, so the common case (right names, arrays of the right
         dtype and shape) takes a handful of comparisons.
@@ -254,6 +256,11 @@ class CompiledModel:
             if not array.flags.c_contiguous:  # steps bind feeds by their data pointer
                 array = np.ascontiguousarray(array)
             values[name] = array
+        if self._same_sizes:  # static inputs have none: then this is one test per run
+            for check in self._same_sizes:
+                name, axis, first, first_axis, _ = check
+                if values[name].shape[axis] != values[first].shape[first_axis]:
+                    raise _not_same_size(check, values)
         return values
 
     def _admit(self, name: str, array: np.ndarray) -> np.ndarray:
@@ -313,6 +320,50 @@ def _wrap(head: str, items: list[str], width: int = 96) -> list[str]:
     lines.append(line)
     return lines
 
+
+class _SameSize(NamedTuple):
+    """Input dimension ``axis`` of ``name`` must have the size of ``first_axis`` of
+    ``first``: the model names both ``symbol`` (``N`` in ``x: [N, 4], y: [N, 4]``)."""
+
+    name: str
+    axis: int
+    first: str
+    first_axis: int
+    symbol: str
+
+
+def _same_sizes(inputs: Sequence[TensorSpec], model: Any) -> tuple[_SameSize, ...]:
+    """What a feed must hold to one size: each dynamic dimension of ``inputs`` whose
+    symbol an earlier one has, against the first one that has it.
+
+    The symbols come from ``model`` (the partitioned ``onnx.ModelProto``, a package's
+    checksummed model.onnx): a TensorSpec, and so the manifest, keeps -1 for a symbolic
+    dimension. Loading a package has held the manifest's -1s against model.onnx's
+    symbols already (``_check_interface``), so a symbol names only -1 dimensions.
+    """
+    declared = {info.name: info.type.tensor_type.shape.dim for info in model.graph.input}
+    firsts: dict[str, tuple[str, int]] = {}
+    checks = []
+    for spec in inputs:
+        # An input model.onnx declares without a shape has no dimension to name.
+        for axis, (size, dim) in enumerate(zip(spec.shape, declared.get(spec.name, ()),
+                                               strict=False)):
+            if size != -1 or not dim.dim_param:
+                continue
+            first = firsts.setdefault(dim.dim_param, (spec.name, axis))
+            if first != (spec.name, axis):
+                checks.append(_SameSize(spec.name, axis, *first, dim.dim_param))
+    return tuple(checks)
+
+
+def _not_same_size(check: _SameSize, values: Mapping[str, np.ndarray]) -> InputError:
+    name, axis, first, first_axis, symbol = check
+    return InputError(
+        f"input '{name}' has size {values[name].shape[axis]} in dimension {axis} (symbol "
+        f"'{symbol}'), but input '{first}' has size {values[first].shape[first_axis]} in "
+        f"dimension {first_axis} (also '{symbol}'): every dimension named '{symbol}' must "
+        "have one size"
+    )
 
 
 class _Frame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import onnx
 import pytest
 
 from byoc_sdk import ByocError, CompiledModel, PackageError, build
+from byoc_sdk import package as package_module
 from byoc_sdk import vendor_runtime as vendor_runtime_module
 from byoc_sdk.model_zoo import random_inputs
 from byoc_sdk.package import FORMAT, FORMAT_VERSION, platform_tag
@@ -298,6 +300,92 @@ def test_not_a_package(tmp_path):
         CompiledModel.load(onnx_file)
     with pytest.raises(PackageError, match="no such package file"):
         CompiledModel.load(tmp_path / "absent.byoc")
+
+
+# --- zip bombs: members refused before they inflate --------------------------------------
+
+BOMB = 64 << 20  # bytes a bomb member inflates to: a few tens of kilobytes deflated
+
+
+def repack(source: Path, target: Path, member: str, data: bytes,
+           compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """``source`` with ``member`` holding ``data`` under a checksum that matches, so that
+    only its size can give it away; ``member`` is written with ``compression``."""
+    members = read_members(source)
+    members[member] = data
+    manifest = json.loads(members["manifest.json"])
+    manifest["members"][member] = hashlib.sha256(data).hexdigest()
+    if member != "manifest.json":
+        members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content, compress_type=compression if name == member else None)
+    return target
+
+
+def load_and_peak(path: Path) -> tuple[PackageError, int]:
+    """The PackageError that loading ``path`` raises, and the most memory Python held
+    meanwhile (zlib's output buffers are Python bytes, so an inflated member shows)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(PackageError) as raised:
+            CompiledModel.load(path)
+        return raised.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("member", ["report.json", "manifest.json", "constant"])
+def test_a_member_too_large_for_what_it_holds_is_refused_unread(member, saved, tmp_path,
+                                                                monkeypatch):
+    path, _model, _compiled = saved("json")
+    manifest = json.loads(read_members(path)["manifest.json"])
+    sha, info = next(iter(manifest["constants"].items()))
+    if member == "constant":  # bounded by the tensor the manifest says it holds
+        member = f"constants/{sha}.bin"
+        size = np.dtype(info["dtype"]).itemsize * math.prod(info["shape"])
+        holds = f"the {size:,} bytes of the {info['dtype']}{tuple(info['shape'])} tensor"
+        data = bytes(BOMB)
+    else:  # bounded by MAX_MEMBER_BYTES, a gigabyte: too much to inflate in a test
+        monkeypatch.setattr(package_module, "MAX_MEMBER_BYTES", 1 << 20)
+        holds = "the 1,048,576 bytes a member other than a constant may hold"
+        # Valid JSON either way: the size is all that is wrong with it.
+        data = (json.dumps(manifest) if member == "manifest.json" else "{}").encode()
+        data += b" " * (BOMB - len(data))
+    bomb = repack(path, tmp_path / "bomb.byoc", member, data)
+    assert bomb.stat().st_size < BOMB // 100
+
+    error, peak = load_and_peak(bomb)
+    assert f"member '{member}' inflates to {BOMB:,} bytes, more than {holds}" in str(error)
+    assert str(bomb) in str(error)
+    assert peak < BOMB // 4  # before: the whole member, and then some
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_not_inflated(saved, tmp_path):
+    path, _model, _compiled = saved("json")
+    bomb = repack(path, tmp_path / "bomb.byoc", "report.json", bytes(BOMB))
+    # The central directory, which zipfile goes by, now says 1,000 bytes.
+    data = bytearray(bomb.read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    while data[entry + 46: entry + 46 + len(b"report.json")] != b"report.json":
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 24: entry + 28] = (1000).to_bytes(4, "little")
+    bomb.write_bytes(bytes(data))
+
+    error, peak = load_and_peak(bomb)
+    assert "member 'report.json' is unreadable: Bad CRC-32" in str(error)
+    assert peak < BOMB // 4  # before: zipfile inflated up to a gigabyte, then cut it
+
+
+def test_a_member_compressed_as_byoc_never_writes_is_refused(saved, tmp_path):
+    # zipfile inflates a bzip2 or lzma member a whole read at a time, however little is
+    # asked for: a small one could be gigabytes before any bound is checked.
+    path, _model, _compiled = saved("json")
+    report = read_members(path)["report.json"]
+    other = repack(path, tmp_path / "bzip2.byoc", "report.json", report, zipfile.ZIP_BZIP2)
+    with pytest.raises(PackageError, match=r"member 'report\.json' is compressed with method "
+                                           r"12; byoc writes only stored and deflated members"):
+        CompiledModel.load(other)
 
 
 # --- what a package needs on the machine that loads it -----------------------------------

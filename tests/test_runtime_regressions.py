@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from byoc_sdk import (
     CompiledModel,
+    InputError,
     JsonGraph,
     RegionPolicy,
     StepError,
@@ -289,3 +290,51 @@ def test_host_nodes_nothing_reads_are_not_run():
     feeds = {"x": np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)}
     np.testing.assert_allclose(compiled.run(feeds)["y"], run_onnxruntime(model, feeds)["y"],
                                rtol=1e-5, atol=1e-5)
+
+
+# --- 7. the dimensions one symbol names are held to one size at the feed ----------------
+
+
+def _shared_symbol() -> onnx.ModelProto:
+    """x: [N, 4] + y: [N, 4], and m: [M, 4] concatenated to the sum on axis 0."""
+    nodes = [helper.make_node("Add", ["x", "y"], ["s"], name="add"),
+             helper.make_node("Concat", ["s", "m"], ["z"], name="concat", axis=0)]
+    return _model(nodes, [_info("x", ["N", 4]), _info("y", ["N", 4]), _info("m", ["M", 4])],
+                  [_info("z", [None, 4])])
+
+
+@pytest.fixture(params=["built", "loaded"])
+def shared_symbol(request, tmp_path) -> CompiledModel:
+    compiled = build(_shared_symbol(), ["simaccel"])
+    if request.param == "loaded":  # the symbols come from the package's model.onnx
+        compiled = CompiledModel.load(compiled.save(tmp_path / "shared.byoc"))
+    assert [spec.shape for spec in compiled.inputs] == [(-1, 4)] * 3  # no names here
+    return compiled
+
+
+def _feeds(**rows: int) -> dict[str, np.ndarray]:
+    return {name: np.ones((n, 4), np.float32) for name, n in rows.items()}
+
+
+def test_inputs_sharing_a_symbol_must_agree_at_the_feed(shared_symbol):
+    with pytest.raises(InputError) as raised:
+        shared_symbol.run(_feeds(x=2, y=3, m=1))
+    # Before: a StepError from inside the host step, in onnxruntime's words about Add.
+    assert str(raised.value) == (
+        "input 'y' has size 3 in dimension 0 (symbol 'N'), but input 'x' has size 2 in "
+        "dimension 0 (also 'N'): every dimension named 'N' must have one size")
+    # Each symbol may take any size, and different symbols different sizes; the failed
+    # feed left the model ready to run.
+    for n, m in ((2, 1), (5, 3)):
+        assert shared_symbol.run(_feeds(x=n, y=n, m=m))["z"].shape == (n + m, 4)
+
+
+def test_a_symbol_twice_in_one_input_must_agree():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[1, 0]),
+             helper.make_node("Add", ["x", "t"], ["y"], name="add")]
+    compiled = build(_model(nodes, [_info("x", ["N", "N"])], [_info("y", ["N", "N"])]),
+                     ["simaccel"])
+    with pytest.raises(InputError, match=r"input 'x' has size 3 in dimension 1 \(symbol 'N'\), "
+                                         r"but input 'x' has size 2 in dimension 0"):
+        compiled.run({"x": np.ones((2, 3), np.float32)})
+    assert compiled.run({"x": np.ones((3, 3), np.float32)})["y"].shape == (3, 3)
