@@ -8,7 +8,6 @@ so Netron and ``byoc partition --explain`` can show it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import onnx_ir as ir
 
@@ -55,22 +54,17 @@ class CompositeInfo:
         return tuple(n.op_type for n in self.nodes)
 
 
+# Both read ``node.meta.data`` directly: the store is a ``collections.UserDict``, whose
+# ``get`` finds a missing key by raising and catching ``KeyError``, and every pass asks
+# every node.
+
+
 def decision_of(node: ir.Node) -> Decision | None:
-    return _meta_entry(node, DECISION_KEY)
+    return node.meta.data.get(DECISION_KEY)
 
 
 def composite_of(node: ir.Node) -> CompositeInfo | None:
-    return _meta_entry(node, COMPOSITE_KEY)
-
-
-def _meta_entry(node: ir.Node, key: str) -> Any:
-    """``node.meta[key]``, or ``None`` when unset.
-
-    The store is a ``collections.UserDict``; its ``data`` dict is read directly because
-    ``UserDict.get`` finds a missing key by raising and catching ``KeyError``, and every
-    pass asks every node.
-    """
-    return node.meta.data.get(key)
+    return node.meta.data.get(COMPOSITE_KEY)
 
 
 def placed_on(node: ir.Node) -> str | None:

@@ -228,18 +228,25 @@ def _signature(
 ) -> Hashable:
     """What makes two instances interchangeable: ops, wiring, attributes, input types."""
     place = {node: i for i, node in enumerate(nodes)}
-    param = {value: i for i, value in enumerate(inputs)}
+    param = {value: ("in", i) for i, value in enumerate(inputs)}
     parts = []
     for node in nodes:
-        wiring = tuple([_wire(value, param, place) for value in node.inputs])
+        wiring = tuple([
+            None if value is None else param.get(value) or _from_member(value, place)
+            for value in node.inputs
+        ])
         parts.append((node.domain, node.op_type, wiring, _attributes(node), len(node.outputs)))
-    results = tuple((place[v.producer()], v.index()) for v in outputs)
-    return tuple(parts), results, tuple([_type_of(value) for value in inputs])
+    results = tuple([_from_member(v, place) for v in outputs])
+    types = []
+    for value in inputs:
+        shape = value.shape
+        types.append((value.dtype, None if shape is None else _dims_text(shape.dims)))
+    return tuple(parts), results, tuple(types)
 
 
-def _type_of(value: ir.Value) -> Hashable:
-    shape = value.shape
-    return value.dtype, None if shape is None else _dims_text(shape.dims)
+def _from_member(value: ir.Value, place: Mapping[ir.Node, int]) -> Hashable:
+    """Which output of which member ``value`` is."""
+    return place[value.producer()], value.index()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -247,18 +254,6 @@ def _dims_text(dims: tuple[int | ir.SymbolicDim, ...]) -> tuple[str, ...]:
     """Dimensions as text, so a symbolic "3" equals a static 3. Cached: repeated blocks
     repeat their shapes, and the cache is cheaper than the conversion."""
     return tuple(map(str, dims))
-
-
-def _wire(
-    value: ir.Value | None, param: Mapping[ir.Value, int], place: Mapping[ir.Node, int]
-) -> Hashable:
-    """Where an input of a member comes from: a parameter, another member, or nowhere."""
-    if value is None:
-        return None
-    index = param.get(value)
-    if index is not None:
-        return ("in", index)
-    return ("node", place[value.producer()], value.index())
 
 
 def _attributes(node: ir.Node) -> tuple[tuple[str, Any], ...]:

@@ -63,6 +63,12 @@ def outline(
     params: list[ir.Value] = []
     call_inputs: list[ir.Value] = []
     for value in inputs:
+        if value in bind and _taken_whole(value, inside):
+            # The function takes the initializer over: its readers need no rewiring,
+            # which is most of the cost of binding a weight.
+            model.graph.initializers.pop(value.name)
+            body.append(_constant(value, value))
+            continue
         inner = ir.Value(
             name=value.name,
             type=value.type,
@@ -70,16 +76,7 @@ def outline(
             metadata_props=dict(value.metadata_props),
         )
         if value in bind:
-            body.append(
-                ir.Node(
-                    "",
-                    "Constant",
-                    [],
-                    [ir.AttrTensor("value", value.const_value)],
-                    outputs=[inner],
-                    name=f"{value.name}_const",
-                )
-            )
+            body.append(_constant(value, inner))
         else:
             params.append(inner)
             call_inputs.append(value)
@@ -102,6 +99,18 @@ def outline(
     model.functions[function.identifier()] = function
     model.opset_imports.setdefault(domain, 1)
     return call
+
+
+def _taken_whole(value: ir.Value, inside: Collection[ir.Node]) -> bool:
+    """``value`` is an initializer that only nodes in ``inside`` read."""
+    return value.is_initializer() and not value.is_graph_output() and not _read_outside(
+        value, inside)
+
+
+def _constant(value: ir.Value, output: ir.Value) -> ir.Node:
+    """A ``Constant`` node holding ``value``'s tensor, producing ``output``."""
+    return ir.Node("", "Constant", [], [ir.AttrTensor("value", value.const_value)],
+                   outputs=[output], name=f"{value.name}_const")
 
 
 def call_instead(

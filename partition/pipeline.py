@@ -142,11 +142,11 @@ def _report(
     region_flops: dict[str, int] = {}
     region_nodes: dict[str, int] = {}
     for node in original:
-        decision = decision_of(node)
-        # A composite member carries no decision of its own unless it was expanded back.
-        holder = members.get(node) if decision is None else None
-        if holder is not None:
-            decision = decision_of(holder)
+        # A member of a composite in the graph speaks through it: a node carries a
+        # decision of its own only where no composite holds it (members that a dropped
+        # composite put back, and fused again, gave theirs up).
+        holder = members.get(node)
+        decision = decision_of(node if holder is None else holder)
         flops = flops_of[node]
         records.append(
             NodeRecord(

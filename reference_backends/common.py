@@ -429,9 +429,13 @@ def declare_composites(target: Target, activations: Sequence[str] = ACTIVATIONS)
 def nonempty_check(node: NodeInfo) -> CheckResult:
     """Declines tensors with a zero dimension: nothing to compute, and layouts and tile
     loops assume at least one element."""
-    for tensor in (*node.inputs, *node.outputs):
-        if tensor is not None and tensor.shape is not None and 0 in tensor.shape:
-            return "empty tensors (a zero dimension) are not supported"
+    # The IR values rather than TensorInfo views, as the helpers above: simaccel asks it
+    # of every node.
+    for values in (node.node.inputs, node.node.outputs):
+        for value in values:
+            shape = None if value is None else value.shape
+            if shape is not None and 0 in shape.dims:
+                return "empty tensors (a zero dimension) are not supported"
     return True
 
 
