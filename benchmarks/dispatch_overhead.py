@@ -8,11 +8,15 @@
     Softmax) cut into 1, 2, 11 and 22 host regions — by Abs nodes between blocks that a
     C target claims — against one onnxruntime session on the whole model.
     Goal: no more than 1.05x.
+(c) Per-call overhead with a dynamic input: the Relu of (a) on x: [N, 4], which runs as
+    a host step (a C region takes static boundaries only), against
+    ``InferenceSession.run`` on the same model: what byoc adds to the same onnxruntime
+    call (checking the feed, the schedule, the frame).
 
 Both sides use one thread (onnxruntime intra-op threads and OpenMP), run interleaved,
-and the medians of many runs are printed with their ratio. (b) shows wall time and the
-process's CPU time: with everything on one thread they agree on an idle machine, and on
-a busy one CPU time leaves out the time slices other processes took.
+and the medians of many runs are printed with their ratio. (b) and (c) show wall time
+and the process's CPU time: with everything on one thread they agree on an idle machine,
+and on a busy one CPU time leaves out the time slices other processes took.
 
     python benchmarks/dispatch_overhead.py [--calls 20000] [--runs 200]
 """
@@ -86,6 +90,45 @@ def per_call(calls: int, rounds: int) -> None:
         median = statistics.median(values)
         print(f"  {name:<32} {median:6.2f} us   ours/this {ours / median:5.2f}x")
     print(f"  goal: byoc under 2 us per call: {'met' if ours < 2 else 'NOT met'} ({ours:.2f} us)")
+
+
+def per_call_dynamic(calls: int, rounds: int) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "one", [x], [y]),
+        opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR,
+    )
+    compiled = build(model, [c_elementwise.target], host_threads=1)
+    assert [step.kind for step in compiled.steps] == ["host"], "the Relu must run on the host"
+    assert compiled.inputs[0].shape == (-1, 4), "the input must stay dynamic"
+    feeds = {"x": np.arange(-4, 4, dtype=np.float32).reshape(2, 4)}
+    sess = session(model)
+    cases = {
+        "byoc CompiledModel.run": lambda: compiled.run(feeds),
+        "onnxruntime run": lambda: sess.run(None, feeds),
+    }
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, call in cases.items():  # interleaved, so drift hits every case alike
+            samples[name].append(timed(_repeat, call, calls))
+    print(f"\n(c) per-call overhead, the model of (a) with input x: [N, 4] (a host step), "
+          f"median of {rounds} x {calls} calls")
+    print(f"  {'':<32} {'wall us':>8} {'cpu us':>8}")
+    for name, values in samples.items():
+        wall, cpu = (statistics.median(t[clock] for t in values) / calls * 1e6
+                     for clock in (0, 1))
+        print(f"  {name:<32} {wall:>8.2f} {cpu:>8.2f}")
+    ours, theirs = samples["byoc CompiledModel.run"], samples["onnxruntime run"]
+    wall, cpu = _ratio(ours, theirs, 0), _ratio(ours, theirs, 1)
+    print(f"  byoc over onnxruntime: {(cpu[0] - cpu[1]) / calls * 1e3:+.2f} us in CPU time "
+          f"({cpu[2]:.2f}x; wall time {(wall[0] - wall[1]) / calls * 1e3:+.2f} us, "
+          f"{wall[2]:.2f}x)")
+
+
+def _repeat(call, calls: int) -> None:
+    for _ in range(calls):
+        call()
 
 
 def block_model(separators: int, channels: int, side: int) -> onnx.ModelProto:
@@ -205,8 +248,8 @@ def per_step(runs: int, channels: int, side: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per timing round (a)")
-    parser.add_argument("--rounds", type=int, default=15, help="timing rounds (a)")
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per timing round (a, c)")
+    parser.add_argument("--rounds", type=int, default=15, help="timing rounds (a, c)")
     parser.add_argument("--runs", type=int, default=200, help="runs per configuration (b)")
     parser.add_argument("--channels", type=int, default=32, help="channels of the model (b)")
     parser.add_argument("--side", type=int, default=32, help="spatial size of the model (b)")
@@ -214,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_threads(1)
     per_call(args.calls, args.rounds)
     per_step(args.runs, args.channels, args.side)
+    per_call_dynamic(args.calls, args.rounds)
     return 0
 
 

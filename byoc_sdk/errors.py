@@ -119,7 +119,8 @@ class PartitionError(ByocError):
 
 class OnnxRuntimeError(ByocError):
     """onnxruntime refused a model that byoc's checks (onnx's) accepted: the host step it
-    was to run, or a reference model to check against."""
+    was to run, or a reference model to check against; or it failed running a host step
+    (the cause of that step's ``StepError``)."""
 
 
 #: onnxruntime's status prefix, "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : ".

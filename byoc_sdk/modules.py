@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from byoc_sdk.codegen import Binary, CSource, JsonGraph
+from byoc_sdk.errors import OnnxRuntimeError, onnxruntime_reason
 from byoc_sdk.memory_plan import ValueSpec
 from byoc_sdk.runtime import BoundCall, Runner, StepError
 from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
@@ -136,6 +137,8 @@ class HostSession:
     allocated (not copies), taken from the shared arena (see :func:`_shared_cpu_arena`).
     When every output has a static shape it can also be bound to a frame's buffers
     (:meth:`bind`): an IOBinding made once per frame, so a run passes no arrays at all.
+    A failing run raises :class:`~byoc_sdk.errors.OnnxRuntimeError` with onnxruntime's
+    reason in one line; the runtime's ``StepError`` adds the step, region and target.
     """
 
     def __init__(self, model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> None:
@@ -160,7 +163,10 @@ class HostSession:
         self.output_specs = _static_specs(model.graph.output)
 
     def __call__(self, args: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self.outputs, dict(zip(self.inputs, args, strict=True)))
+        try:
+            return self.session.run(self.outputs, dict(zip(self.inputs, args, strict=True)))
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise _run_failed(exc) from exc
 
     def bind(self, fixed_in: Sequence[np.ndarray | None],
              fixed_out: Sequence[np.ndarray | None]) -> BoundCall:
@@ -181,11 +187,21 @@ class HostSession:
         run = self.session.run_with_iobinding
 
         def call(values: dict[str, np.ndarray]) -> None:
-            for name in late:
-                binding.bind_cpu_input(name, values[name])
-            run(binding)
+            try:
+                for name in late:
+                    binding.bind_cpu_input(name, values[name])
+                run(binding)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise _run_failed(exc) from exc
 
         return call
+
+
+def _run_failed(exc: Exception) -> OnnxRuntimeError:
+    """onnxruntime's failure in a host step, in one line: without its status prefix and
+    C++ source location, which say nothing to the model's user (``--debug`` shows them,
+    in the traceback of the cause)."""
+    return OnnxRuntimeError(onnxruntime_reason(exc))
 
 
 def _static_specs(infos) -> tuple[ValueSpec, ...] | None:
