@@ -117,6 +117,10 @@ def write_module(region: Region, program: Program) -> CSource:
     kernels = CWriter()
     launches: list[str] = []
     for index, kernel in enumerate(program.kernels):
+        if not kernel.output.size:
+            # Nothing to compute, and CUDA refuses a launch of no blocks (a tiled product
+            # with no rows, columns or batches has a grid of zero).
+            continue
         ctx = CudaKernelContext(module, storage.name)
         body = CWriter(depth=1)
         kernel.emit(body, ctx)
@@ -159,7 +163,8 @@ def _header(region: Region, program: Program, module: CudaModule) -> str:
     w.comment(f"byoc cuda module for region {region.name} (generated; do not edit).")
     w.comment("kernels:")
     for index, kernel in enumerate(program.kernels):
-        w.comment(f"  k{index}: {kernel.describe()}")
+        skipped = "" if kernel.output.size else " (empty output: not launched)"
+        w.comment(f"  k{index}: {kernel.describe()}{skipped}")
     w.comment(f"device {program.params.device}; workspace {program.workspace_bytes} bytes"
               + ("; built for the host emulation" if program.params.emulate else ""))
     for tensor in region.constants.values():

@@ -21,6 +21,7 @@ global loads coalesce whichever way an operand is laid out.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from reference_backends.cpu.kernels.gemm import (
     scalar_step,
 )
 from reference_backends.cpu.kernels.window import Window, conv_window, is_depthwise
-from reference_backends.cpu.params import resolve_params
+from reference_backends.cpu.params import Schedule, resolve_params
 from reference_backends.cuda.kernels.base import CudaKernel, Launch
 from reference_backends.cuda.kernels.window import depthwise_kernel
 from reference_backends.cuda.params import BlockSchedule, CudaParams, TileSchedule, default_tiles
@@ -254,15 +255,36 @@ def conv_kernel(op: Op, params: CudaParams) -> CudaKernel:
     groups = int(op.attr("group", 1))
     channels, out_channels = x.shape[1], op.output.shape[1]
     if is_depthwise(op):
-        block = resolve_params(BlockSchedule(), "Conv", op.name, params)
+        block = resolve_params(BlockSchedule(), "Conv", op.name,
+                               _conv_params(params, BlockSchedule, TileSchedule))
         return depthwise_kernel(op, window, block)
     m = out_channels // groups
     k = channels // groups * window.kh * window.kw
     n = x.shape[0] * window.oh * window.ow
     scale = op.attr("byoc.scale")
-    tiles = _tiles(op, m, n, params)
+    tiles = _tiles(op, m, n, _conv_params(params, TileSchedule, BlockSchedule))
     return ConvKernel(op, Epilogue(op.output, bias_steps(op)), tiles, m=m, n=n, k=k,
                       batches=groups, window=window, groups=groups,
                       scale=None if scale is None else
                       Tensor.derived(f"{op.name}/folded_scale", scale))
 
+
+def _conv_params(params: CudaParams, schedule: type[Schedule],
+                 other: type[Schedule]) -> CudaParams:
+    """``params`` with the keys only ``other`` has left out of the ``Conv`` op record.
+
+    Depthwise convolutions run on a BlockSchedule and the others on a TileSchedule, so
+    one record for the op type (``{"Conv": {"bm": 32}}``) must tune the kernels it fits
+    and pass over the others, not fail every region with a depthwise Conv; a key that
+    neither schedule has is still an error, and per-kernel records stay strict.
+    """
+    record = params.ops.get("Conv")
+    if not record:
+        return params
+    foreign = _field_names(other) - _field_names(schedule)
+    kept = {key: value for key, value in record.items() if key not in foreign}
+    return dataclasses.replace(params, ops={**params.ops, "Conv": kept})
+
+
+def _field_names(schedule: type[Schedule]) -> set[str]:
+    return {f.name for f in dataclasses.fields(schedule)}

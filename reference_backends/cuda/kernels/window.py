@@ -2,8 +2,9 @@
 depthwise convolution.
 
 Each thread walks its window over the input plane and skips taps that fall in the
-padding, so no padded copy of the plane is needed; neighbouring threads compute
-neighbouring output columns, so their loads from the plane coalesce for stride 1.
+padding (a convolution reads them as zeros instead), so no padded copy of the plane is
+needed; neighbouring threads compute neighbouring output columns, so their loads from
+the plane coalesce for stride 1.
 """
 
 from __future__ import annotations
@@ -38,25 +39,33 @@ class WindowKernel(CudaKernel):
             w.line(f"const long u = i / {plane}, p = i % {plane};")
             w.line(f"const long oh = p / {g.ow}, ow = p % {g.ow};")
             self.begin(w, ctx)
+            zeros = self.taps_padding()
             with w.block(f"for (int kh = 0; kh < {g.kh}; ++kh)"):
                 w.line(f"const long ih = oh * {g.sh} - {g.pt} + kh * {g.dh};")
                 counting = self.counts_padding()
                 if counting:
                     w.line(f"const int row_in_pad = ih >= -{g.pt} && ih < {g.h + g.pb};")
-                else:
+                elif not zeros:
                     w.line(f"if (ih < 0 || ih >= {g.h}) continue;")
                 with w.block(f"for (int kw = 0; kw < {g.kw}; ++kw)"):
                     w.line(f"const long iw = ow * {g.sw} - {g.pl} + kw * {g.dw};")
                     if counting:
                         w.line(f"padded += row_in_pad && iw >= -{g.pl} && iw < {g.w + g.pr};")
                         w.line(f"if (ih < 0 || ih >= {g.h}) continue;")
-                    w.line(f"if (iw < 0 || iw >= {g.w}) continue;")
-                    self.tap(w, f"src[ih * {g.w} + iw]")
+                    if zeros:
+                        self.tap(w, f"byoc_conv_tap(src, 0, ih, iw, {g.h}, {g.w})")
+                    else:
+                        w.line(f"if (iw < 0 || iw >= {g.w}) continue;")
+                        self.tap(w, f"src[ih * {g.w} + iw]")
             self.store(w, ctx, self.result(ctx), [(0, 2, "u"), (2, 4, "p")])
 
     def counts_padding(self) -> bool:
         """Whether taps in the padding are counted (``padded``): average pooling with
         ``count_include_pad``."""
+        return False
+
+    def taps_padding(self) -> bool:
+        """Whether taps in the padding are folded in as zeros rather than skipped."""
         return False
 
     @abc.abstractmethod
@@ -129,6 +138,11 @@ class DepthwiseKernel(WindowKernel):
                f"(n * {channels} + oc / {self.multiplier}) * {g.h * g.w};")
         w.line(f"const float* __restrict__ wk = {ctx.ptr(weights)} + oc * {g.kh * g.kw};")
         w.line("float acc = 0.0f;")
+
+    def taps_padding(self) -> bool:
+        # A convolution's padding is zeros that the weights multiply, as onnxruntime and
+        # the GEMM path compute it: an inf or NaN weight over the padding gives NaN.
+        return True
 
     def tap(self, w: CWriter, value: str) -> None:
         w.line(f"acc += wk[kh * {self.window.kw} + kw] * {value};")
