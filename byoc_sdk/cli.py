@@ -227,9 +227,12 @@ def _feeds(args: argparse.Namespace, compiled) -> dict:
         if not sep:
             raise ByocError(f"--input expects NAME=FILE.npy, got {item!r}")
         try:
-            feeds[name] = np.load(file, allow_pickle=False)
+            array = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ByocError(f"cannot read input '{name}': {exc}", file=file) from exc
+        # A .npy written on (or for) a big-endian machine holds the same numbers; the
+        # runtime compares dtypes, and '>f4' is not float32 to it.
+        feeds[name] = array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
     if args.random_inputs:
         rng = np.random.default_rng(args.seed)
         for spec in compiled.inputs:
@@ -240,6 +243,20 @@ def _feeds(args: argparse.Namespace, compiled) -> dict:
                                 "give it with --input NAME=FILE.npy")
             feeds[spec.name] = random_array(rng, spec.numpy_dtype, spec.shape)
     return feeds
+
+
+def _output_files(folder: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Where ``--save-outputs`` saves each output: ``folder/NAME.npy``, with the characters
+    no file name may hold ("/", NUL) as "_". Refused before the run when two outputs
+    would share a file: the second would silently replace the first."""
+    owners: dict[Path, str] = {}
+    for name in dict.fromkeys(names):
+        file = folder / f"{name.replace('/', '_').replace(chr(0), '_')}.npy"
+        if file in owners:
+            raise ByocError(f"cannot save outputs '{owners[file]}' and '{name}': both would "
+                            f"be saved as {file.name}", file=str(folder))
+        owners[file] = name
+    return {name: file for file, name in owners.items()}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -253,6 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.save_outputs:
         _writable_folder(Path(args.save_outputs), "outputs")
     compiled = CompiledModel.load(args.package)
+    files = _output_files(Path(args.save_outputs), compiled.outputs) if args.save_outputs else {}
     feeds = _feeds(args, compiled)
     profile = Profile()
     outputs = {}
@@ -278,8 +296,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder = Path(args.save_outputs)
         _write(folder, "outputs", lambda path: path.mkdir(parents=True, exist_ok=True))
         for name, array in outputs.items():
-            file = folder / f"{name.replace('/', '_')}.npy"
-            _write(file, f"output '{name}'", lambda path, array=array: np.save(path, array))
+            _write(files[name], f"output '{name}'",
+                   lambda path, array=array: np.save(path, array))
     if args.check or args.reference:
         return _check(args, compiled, feeds, outputs)
     return EXIT_OK
@@ -288,11 +306,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> int:
     import numpy as np
 
-    from byoc_sdk.loader import load_model
+    from byoc_sdk.loader import load_external_data, load_model
     from byoc_sdk.testing import run_onnxruntime
 
     if args.reference:
         reference, label = load_model(args.reference), args.reference
+        # onnxruntime gets the model as bytes, so it would look for external data in the
+        # current folder rather than beside the model.
+        load_external_data(reference)
     else:
         reference, label = compiled.package.model, "the partitioned model"
     try:
@@ -320,10 +341,13 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
             ok &= same
             print(f"  {name}: {'equal' if same else 'MISMATCH (values differ)'}")
             continue
+        # A NaN where onnxruntime has one too is the same result (a NaN weight, 0 * inf),
+        # not a mismatch; a NaN on one side only still is.
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
         with np.errstate(invalid="ignore"):  # inf - inf: equal values, no error
-            diff = np.where(got == want, 0.0, np.abs(got.astype(np.float64) - want))
+            diff = np.where(same, 0.0, np.abs(got.astype(np.float64) - want))
         error = float(np.max(diff)) if want.size else 0.0
-        close = np.allclose(got, want, rtol=args.rtol, atol=args.atol)
+        close = np.allclose(got, want, rtol=args.rtol, atol=args.atol, equal_nan=True)
         ok &= bool(close)
         print(f"  {name}: max abs error {error:.3g} {'ok' if close else 'MISMATCH'}")
     return EXIT_OK if ok else EXIT_INTERNAL

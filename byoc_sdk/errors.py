@@ -57,7 +57,17 @@ class ByocError(Exception):
 
     def _render(self) -> str:
         where = self.context.describe()
-        return f"{where}: {self.reason}" if where else self.reason
+        return one_line(f"{where}: {self.reason}" if where else self.reason)
+
+
+#: Control characters: a line break in a node name (names are any string) would split
+#: an error line or a report line in two.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as Python writes them (``\\n``)."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -7,9 +7,11 @@ of whatever the ONNX checker happens to trip on later.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 
 import networkx as nx
@@ -216,7 +218,9 @@ def _dtypes_used(graph: onnx.GraphProto) -> Iterable[int]:
 
 
 def _check_structure(graph: onnx.GraphProto, label: str, notes: list[str]) -> None:
-    """Dangling inputs and cycles, with node names; re-sort an unsorted but acyclic graph."""
+    """Repeated node names, dangling inputs and cycles, with node names; re-sort an
+    unsorted but acyclic graph."""
+    _check_unique_node_names(graph, label)
     producer: dict[str, int] = {}
     for index, node in enumerate(graph.node):
         for name in node.output:
@@ -257,6 +261,23 @@ def _check_structure(graph: onnx.GraphProto, label: str, notes: list[str]) -> No
         del graph.node[:]
         graph.node.extend(sorted_nodes)
         notes.append("nodes were not in topological order; re-sorted")
+
+
+def _check_unique_node_names(graph: onnx.GraphProto, label: str) -> None:
+    """ONNX requires unique node names and onnxruntime refuses a model without them;
+    byoc would pass them on, naming two nodes alike in its report and its regions."""
+    holders: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        if node.name:
+            holders.setdefault(node.name, []).append(index)
+    for name, indices in holders.items():
+        if len(indices) > 1:
+            nodes = ", ".join(f"#{i} ({graph.node[i].op_type})" for i in indices)
+            raise InvalidGraphError(
+                f"{len(indices)} nodes have this name: {nodes}; node names must be unique",
+                file=label,
+                node=name,
+            )
 
 
 def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
@@ -302,37 +323,97 @@ def _describe_cycle(graph: onnx.GraphProto, deps: list[set[int]]) -> str:
     return "the graph has a cycle: " + " -> ".join([*names, names[0]])
 
 
-def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
-    return [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+#: An external tensor and how messages name it: "initializer 'w'", or "tensor 'v' of
+#: node c" for a node attribute's (a ``Constant`` saved with ``convert_attribute=True``).
+_Named = tuple[str, onnx.TensorProto]
+
+
+def _graph_tensors(graph: onnx.GraphProto) -> Iterable[_Named]:
+    for tensor in graph.initializer:
+        yield f"initializer '{tensor.name}'", tensor
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Iterable[onnx.NodeProto]) -> Iterable[_Named]:
+    for index, node in enumerate(nodes):
+        for attr in node.attribute:
+            for tensor in [attr.t] if attr.HasField("t") else attr.tensors:
+                yield f"tensor '{tensor.name}' of node {node_label(node, index)}", tensor
+            for sub in attribute_graphs(attr):
+                yield from _graph_tensors(sub)
+
+
+def _external_tensors(proto: onnx.ModelProto) -> list[_Named]:
+    """Every tensor kept in an external file, in the graph, its subgraphs and the
+    model's functions."""
+    tensors = chain(_graph_tensors(proto.graph),
+                    *(_node_tensors(function.node) for function in proto.functions))
+    return [(what, t) for what, t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def _byte_size(tensor: onnx.TensorProto) -> int | None:
+    """How many bytes the tensor's data takes; ``None`` for strings, which have no
+    fixed size."""
+    try:
+        bits = ir.DataType(tensor.data_type).bitwidth
+    except (TypeError, ValueError):
+        return None
+    return (math.prod(tensor.dims) * bits + 7) // 8
+
+
+def _external_field(info: Mapping[str, str], key: str, what: str, label: str) -> int | None:
+    if key not in info:
+        return None
+    try:
+        value = int(info[key])
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ModelLoadError(
+            f"{what}: external data {key} '{info[key]}' is not a non-negative integer",
+            file=label,
+        )
+    return value
 
 
 def _check_external_data(proto: onnx.ModelProto, label: str, base_dir: Path | None) -> None:
     """Every external tensor's file exists next to the model and is long enough."""
-    for tensor in _external_tensors(proto):
+    for what, tensor in _external_tensors(proto):
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         if base_dir is None:
             raise ModelLoadError(
-                f"initializer '{tensor.name}' keeps its data in external file '{location}'; "
+                f"{what} keeps its data in external file '{location}'; "
                 "load the model from its path so the file can be found",
+                file=label,
+            )
+        # A malformed number would fail deep in onnx_ir, and a wrong length would be
+        # read as the tensor's size, in a model onnxruntime refuses.
+        offset = _external_field(info, "offset", what, label) or 0
+        length = _external_field(info, "length", what, label)
+        size = _byte_size(tensor)
+        if length is not None and size is not None and length != size:
+            dtype = onnx.TensorProto.DataType.Name(tensor.data_type).lower()
+            raise ModelLoadError(
+                f"{what}: external data length {length} does not match its {size} bytes "
+                f"({dtype}, shape {tuple(tensor.dims)})",
                 file=label,
             )
         path = (base_dir / location).resolve()
         if not path.is_relative_to(base_dir.resolve()):
             raise ModelLoadError(
-                f"external data '{location}' of initializer '{tensor.name}' lies outside "
-                "the model's folder",
+                f"external data '{location}' of {what} lies outside the model's folder",
                 file=label,
             )
         if not path.is_file():
             raise ModelLoadError(
-                f"external data file '{location}' of initializer '{tensor.name}' is missing",
-                file=label,
+                f"external data file '{location}' of {what} is missing", file=label
             )
-        end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        # Without a length, the tensor's own size says how far it reaches.
+        end = offset + (length if length is not None else size or 0)
         if end > path.stat().st_size:
             raise TruncatedModelError(
-                f"external data file '{location}' ends before initializer '{tensor.name}' "
+                f"external data file '{location}' ends before {what} "
                 f"({path.stat().st_size} bytes, needs {end})",
                 file=label,
             )
@@ -351,7 +432,7 @@ def _run_checker(proto: onnx.ModelProto, label: str) -> None:
         # external tensors are empty (zero elements need no data) instead.
         stubbed = onnx.ModelProto()
         stubbed.CopyFrom(proto)
-        for tensor in _external_tensors(stubbed):
+        for _what, tensor in _external_tensors(stubbed):
             del tensor.external_data[:]
             del tensor.dims[:]
             tensor.dims.append(0)

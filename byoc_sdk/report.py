@@ -11,6 +11,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
+from byoc_sdk.errors import one_line
 from partition.decision import HOST
 
 
@@ -138,7 +139,7 @@ class PartitionReport:
                 where = f"{node.target}/{node.region}" if node.region else node.target
                 via = f" [in {node.composite}]" if node.composite else ""
                 lines.append(f"  {node.name} ({node.op_type}) -> {where}{via}: {node.reason}")
-        return "\n".join(lines)
+        return "\n".join(one_line(line) for line in lines)
 
 
 def _flops(value: int) -> str:

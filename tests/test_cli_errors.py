@@ -405,3 +405,125 @@ def test_tuning_records_of_the_wrong_shape_are_one_error_line(records, capsys, t
     assert code == 2
     line = one_error_line(err)
     assert f"file {tuning}" in line and "JSON object of objects" in line
+
+
+# --- run --check and --reference on valid models ------------------------------------------------
+
+
+def test_check_counts_nan_on_both_sides_as_equal(capsys, tmp_path):
+    # Sqrt of the random normal inputs: NaN wherever an input is negative, on the host
+    # step and in onnxruntime alike. That is the same result, not a mismatch.
+    model = single_node_model(helper.make_node("Sqrt", ["x"], ["y"], name="sqrt0"),
+                              TensorProto.FLOAT, [2, 8], [2, 8])
+    onnx.save_model(model, tmp_path / "m.onnx")
+    assert main(["build", str(tmp_path / "m.onnx"), "-t", "simaccel",
+                 "-o", str(tmp_path / "m.byoc")]) == 0
+    capsys.readouterr()
+
+    code, out, _ = byoc(capsys, "run", tmp_path / "m.byoc", "--random-inputs", "--check")
+
+    assert code == 0, out
+    assert "y: max abs error 0 ok" in out
+
+
+def test_reference_with_external_data_runs_from_any_folder(capsys, package, tmp_path,
+                                                            monkeypatch):
+    # onnxruntime gets the reference as bytes, so it looked for the weights in the
+    # current folder instead of beside the model.
+    folder, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    onnx.save_model(model_zoo.small_cnn(), folder / "cnn.onnx", save_as_external_data=True,
+                    location="cnn.bin", size_threshold=0)
+    monkeypatch.chdir(elsewhere)
+
+    code, out, err = byoc(capsys, "run", package, "--random-inputs",
+                          "--reference", folder / "cnn.onnx")
+
+    assert (code, err) == (0, "")
+    assert f"check against onnxruntime on {folder / 'cnn.onnx'}" in out
+
+
+def _build_host_only(tmp_path: Path, outputs: list[str]) -> Path:
+    """A package whose host step computes each of ``outputs`` as Relu(x)."""
+    nodes = [helper.make_node("Relu", ["x"], [name], name=f"relu{i}")
+             for i, name in enumerate(outputs)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2]) for name in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              ir_version=9)
+    onnx.save_model(model, tmp_path / "m.onnx")
+    # Relu alone makes no region simaccel keeps: everything runs on the host, no compiler.
+    assert main(["build", str(tmp_path / "m.onnx"), "-t", "simaccel",
+                 "-o", str(tmp_path / "m.byoc")]) == 0
+    return tmp_path / "m.byoc"
+
+
+def test_save_outputs_that_would_share_a_file_is_refused_before_the_run(capsys, tmp_path):
+    package = _build_host_only(tmp_path, ["a/b", "a_b"])
+    capsys.readouterr()
+
+    code, out, err = byoc(capsys, "run", package, "--random-inputs",
+                          "--save-outputs", tmp_path / "outs")
+
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "outputs 'a/b' and 'a_b'" in line and "a_b.npy" in line
+    assert not (tmp_path / "outs").exists()
+
+
+def test_save_outputs_of_a_name_holding_nul_is_saved(capsys, tmp_path):
+    package = _build_host_only(tmp_path, ["c\0d"])
+    capsys.readouterr()
+
+    code, _, err = byoc(capsys, "run", package, "--random-inputs",
+                        "--save-outputs", tmp_path / "outs")
+
+    assert (code, err) == (0, "")
+    assert (tmp_path / "outs" / "c_d.npy").is_file()
+
+
+def test_big_endian_input_is_read_in_the_machine_byte_order(capsys, package, tmp_path):
+    data = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(">f4")
+    np.save(tmp_path / "input.npy", data)
+
+    code, out, err = byoc(capsys, "run", package, "--input", f"input={tmp_path / 'input.npy'}",
+                          "--check")
+
+    assert (code, err) == (0, "")
+    assert "probs: max abs error" in out and "MISMATCH" not in out
+
+
+def _save_x_to_y(path: Path, nodes: list[onnx.NodeProto]) -> None:
+    """Save ``nodes`` as a model from float[2] ``x`` to float[2] ``y``, unchecked."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    graph = helper.make_graph(nodes, "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                      ir_version=9), path)
+
+
+def test_a_line_break_in_a_node_name_keeps_the_error_on_one_line(capsys, tmp_path):
+    node = helper.make_node("Add", ["x", "ghost"], ["y"], name="line1\nline2")
+    _save_x_to_y(tmp_path / "m.onnx", [node])
+
+    code, _, err = byoc(capsys, "partition", tmp_path / "m.onnx", "-t", "cpu",
+                        "-o", tmp_path / "p.onnx")
+
+    assert code == 2
+    assert "node line1\\nline2: input 'ghost'" in one_error_line(err)
+
+
+def test_explain_keeps_one_line_per_node_whatever_its_name(capsys, tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="first\nnode"),
+             helper.make_node("Neg", ["r"], ["y"], name="second\tnode")]
+    _save_x_to_y(tmp_path / "m.onnx", nodes)
+
+    code, out, _ = byoc(capsys, "partition", tmp_path / "m.onnx", "-t", "cpu", "--explain",
+                        "-o", tmp_path / "p.onnx")
+
+    assert code == 0
+    explained = out.split("why each node went where it went:\n")[1].split("\n\n")[0]
+    assert [line.split(" (")[0] for line in explained.splitlines()] == [
+        "  first\\nnode", "  second\\tnode"]

@@ -215,6 +215,87 @@ def test_external_data_model_from_bytes_asks_to_load_it_from_its_path(tmp_path):
     assert "from its path" in message
 
 
+def _external_mlp(directory: Path, edit: dict[str, str | None]) -> Path:
+    """The mlp saved with its weights in ``weights.bin``, then every external tensor's
+    ``edit`` keys set to the given value, or dropped where it is ``None``."""
+    path, _ = _save_with_external_data(directory)
+    proto = onnx.load(path, load_external_data=False)
+    for tensor in proto.graph.initializer:
+        fields = {e.key: e.value for e in tensor.external_data} | edit
+        del tensor.external_data[:]
+        for key, value in fields.items():
+            if value is not None:
+                tensor.external_data.add(key=key, value=value)
+    return _save(directory, proto)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"offset": "abc"}, "external data offset 'abc' is not a non-negative integer"),
+        ({"length": "-5"}, "external data length '-5' is not a non-negative integer"),
+        # onnx_ir would read the tensor's full size; onnxruntime refuses the model.
+        ({"length": "4"}, "external data length 4 does not match its"),
+    ],
+)
+def test_malformed_external_data_fields_are_a_load_error_naming_the_initializer(
+    tmp_path, edit, message
+):
+    path = _external_mlp(tmp_path, edit)
+
+    with pytest.raises(ModelLoadError, match=message) as caught:
+        load_model(path)
+
+    assert "initializer '" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_truncated_external_data_without_lengths_is_a_truncated_model_error(tmp_path):
+    # Without a length key the tensor's own size tells how far its data reaches.
+    path = _external_mlp(tmp_path, {"length": None, "offset": None})
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:10])
+
+    with pytest.raises(TruncatedModelError, match="ends before initializer"):
+        load_model(path)
+
+
+def _save_constant_node_with_external_data(directory: Path) -> tuple[Path, np.ndarray]:
+    value = np.arange(16, dtype=np.float32).reshape(4, 4)
+    const = helper.make_node("Constant", [], ["w"], name="weights",
+                             value=numpy_helper.from_array(value, "w_value"))
+    matmul = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    proto = _model([const, matmul], [_floats("x", (2, 4))], [_floats("y", (2, 4))])
+    path = directory / "model.onnx"
+    onnx.save_model(proto, path, save_as_external_data=True, location="weights.bin",
+                    size_threshold=0, convert_attribute=True)
+    assert (directory / "weights.bin").is_file()
+    return path, value
+
+
+def test_constant_node_with_external_data_loads_from_any_working_directory(tmp_path,
+                                                                          monkeypatch):
+    model_dir, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
+    model_dir.mkdir()
+    elsewhere.mkdir()
+    path, value = _save_constant_node_with_external_data(model_dir)
+    monkeypatch.chdir(elsewhere)
+
+    model = load_model(path)
+
+    (const,) = [node for node in model.graph if node.op_type == "Constant"]
+    np.testing.assert_array_equal(const.attributes["value"].value.numpy(), value)
+
+
+def test_truncated_external_data_of_a_constant_node_names_the_node(tmp_path):
+    path, _ = _save_constant_node_with_external_data(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 8)
+
+    with pytest.raises(TruncatedModelError,
+                       match="ends before tensor 'w_value' of node weights"):
+        load_model(path)
+
+
 # --- files that are not ONNX models ---------------------------------------------------------
 
 
@@ -316,6 +397,28 @@ def test_node_reading_an_unproduced_value_raises_dangling_input_naming_node_and_
     assert "node adder" in message
     assert "'ghost'" in message
     assert caught.value.context.node == "adder"
+
+
+def test_two_nodes_of_one_name_raise_invalid_graph_naming_it(tmp_path):
+    # onnxruntime refuses such a model; byoc's report and regions would name two nodes
+    # alike.
+    relu = helper.make_node("Relu", ["x"], ["r"], name="twin")
+    neg = helper.make_node("Neg", ["r"], ["y"], name="twin")
+    path = _save(tmp_path, _model([relu, neg], [_floats("x")], [_floats("y")]))
+
+    with pytest.raises(InvalidGraphError) as caught:
+        load_model(path)
+
+    assert caught.value.context.node == "twin"
+    assert "#0 (Relu), #1 (Neg)" in str(caught.value)
+    assert "must be unique" in str(caught.value)
+
+
+def test_unnamed_nodes_are_not_a_repeated_name():
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    neg = helper.make_node("Neg", ["r"], ["y"])
+
+    load_model(_model([relu, neg], [_floats("x")], [_floats("y")]))
 
 
 def test_dangling_input_of_an_unnamed_node_names_its_position_and_op(tmp_path):
