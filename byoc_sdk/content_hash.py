@@ -28,10 +28,18 @@ def content_hash(tensor: ir.TensorProtocol) -> str:
     else:
         # shape.dims of a tensor are plain ints: the same text as tuple(shape.numpy()).
         header = _header(tensor.dtype, tuple(tensor.shape.dims))
-        data = tensor.tobytes()
+        data = _string_bytes(tensor) if tensor.dtype == ir.DataType.STRING else tensor.tobytes()
     digest = hashlib.sha256(header)
     digest.update(data)
     return digest.hexdigest()
+
+
+def _string_bytes(tensor: ir.TensorProtocol) -> bytes:
+    """A string tensor's elements, each after its length: strings have no ``tobytes``,
+    and a plain join would hash ("ab", "c") as ("a", "bc")."""
+    proto = getattr(tensor, "raw", None)
+    strings = proto.string_data if isinstance(proto, onnx.TensorProto) else tensor.string_data()
+    return b"".join(len(s).to_bytes(8, "little") + s for s in strings)
 
 
 def _raw_bytes_as_they_are(proto: onnx.TensorProto) -> bool:

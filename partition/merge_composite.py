@@ -31,6 +31,7 @@ from byoc_sdk.patterns import Match, Matcher
 from byoc_sdk.target import CompositePattern, Target
 from partition.decision import COMPOSITE_KEY, MEMBERS_KEY, PATTERN_KEY, CompositeInfo
 from partition.graph_index import ensure_sorted, sorted_nodes
+from partition.names import numbered
 from partition.outline import call_instead, outline
 from partition.support import opset_of, verdict
 
@@ -108,6 +109,7 @@ def fuse(
     found.sort(key=lambda item: position[item[2].root])  # outline in graph order
     shared: dict[Hashable, ir.Function] = model.meta.setdefault(FUNCTIONS_KEY, {})
     instances: dict[str, int] = model.meta.setdefault(INSTANCES_KEY, {})
+    taken = {node.name for node in nodes}
     originals = originals or {}
     calls: list[ir.Node] = []
     # Outlining a match gives its outputs new values (the call's); later matches read
@@ -121,15 +123,16 @@ def fuse(
         key = (target.name, composite.name, signature)
         function = shared.get(key)
         if function is None:
-            call = outline(model, match.nodes, domain=target.composite_domain,
-                           name=_free_name(model, target.composite_domain, composite.name))
+            domain = target.composite_domain
+            name, _ = numbered(composite.name, 0, {n for d, n, _ in model.functions if d == domain})
+            call = outline(model, match.nodes, domain=domain, name=name)
             shared[key] = model.functions[(call.domain, call.op_type, "")]
         else:
             call = call_instead(model, match.nodes, function, inputs, outputs)
         renamed.update(zip(outputs, call.outputs, strict=True))
-        number = instances.get(composite.name, 0)
+        call.name, number = numbered(composite.name, instances.get(composite.name, 0), taken)
         instances[composite.name] = number + 1
-        call.name = f"{composite.name}_{number}"
+        taken.add(call.name)
         members = tuple(originals.get(n, n) for n in match.nodes)
         call.meta[COMPOSITE_KEY] = CompositeInfo(target.name, composite.name, members)
         call.metadata_props[PATTERN_KEY] = composite.name
@@ -170,14 +173,6 @@ class _AcceptedEarlier:
             info = NodeInfo(node, opset_of(self.model, node))
             answer = self.answers[rank, node] = verdict(self.targets[rank], info) is None
         return answer
-
-
-def _free_name(model: ir.Model, domain: str, pattern: str) -> str:
-    """``<pattern>_<k>`` with the smallest ``k`` no function of ``domain`` has."""
-    k = 0
-    while (domain, f"{pattern}_{k}", "") in model.functions:
-        k += 1
-    return f"{pattern}_{k}"
 
 
 def _accepted(

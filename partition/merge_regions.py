@@ -33,6 +33,7 @@ from partition.annotate import AnnotateTargetPass
 from partition.decision import DECISION_KEY, Decision, composite_of, decision_of
 from partition.graph_index import GraphIndex
 from partition.merge_composite import forget_functions, fuse
+from partition.names import numbered
 from partition.outline import inline
 from partition.policy import RegionPolicy
 
@@ -147,10 +148,11 @@ class MergeRegionsPass(ir.passes.InPlacePass):
                 expanded = True
         plans: list[RegionPlan] = []
         counts: dict[str, int] = {}
+        taken = {node.name for node in index.nodes}
         for region in regions:
             target = self.targets[labels[region[0]]]
-            name = f"{target.name}_{counts.get(target.name, 0)}"
-            counts[target.name] = counts.get(target.name, 0) + 1
+            name, number = numbered(target.name, counts.get(target.name, 0), taken)
+            counts[target.name] = number + 1
             for v in region:
                 decisions[v].region = name
             plans.append(RegionPlan(name, target.name, [index.nodes[v] for v in region]))

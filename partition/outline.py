@@ -12,6 +12,8 @@ from collections.abc import Collection, Sequence
 
 import onnx_ir as ir
 
+from partition.names import numbered
+
 
 def boundary(nodes: Sequence[ir.Node]) -> tuple[list[ir.Value], list[ir.Value]]:
     """The values flowing into ``nodes`` (first-use order) and out of them (node order).
@@ -59,6 +61,7 @@ def outline(
     """
     inside = set(nodes)
     inputs, outputs = boundary(nodes)
+    names = {node.name for node in nodes}  # a Constant's name must not repeat one of them
     body: list[ir.Node] = []
     params: list[ir.Value] = []
     call_inputs: list[ir.Value] = []
@@ -67,7 +70,7 @@ def outline(
             # The function takes the initializer over: its readers need no rewiring,
             # which is most of the cost of binding a weight.
             model.graph.initializers.pop(value.name)
-            body.append(_constant(value, value))
+            body.append(_constant(value, value, names))
             continue
         inner = ir.Value(
             name=value.name,
@@ -76,7 +79,7 @@ def outline(
             metadata_props=dict(value.metadata_props),
         )
         if value in bind:
-            body.append(_constant(value, inner))
+            body.append(_constant(value, inner, names))
         else:
             params.append(inner)
             call_inputs.append(value)
@@ -107,10 +110,15 @@ def _taken_whole(value: ir.Value, inside: Collection[ir.Node]) -> bool:
         value, inside)
 
 
-def _constant(value: ir.Value, output: ir.Value) -> ir.Node:
-    """A ``Constant`` node holding ``value``'s tensor, producing ``output``."""
+def _constant(value: ir.Value, output: ir.Value, taken: set[str]) -> ir.Node:
+    """A ``Constant`` node holding ``value``'s tensor, producing ``output``, named
+    ``<value>_const`` unless that name is ``taken`` (then added to it)."""
+    name = f"{value.name}_const"
+    if name in taken:
+        name, _ = numbered(name, 0, taken)
+        taken.add(name)
     return ir.Node("", "Constant", [], [ir.AttrTensor("value", value.const_value)],
-                   outputs=[output], name=f"{value.name}_const")
+                   outputs=[output], name=name)
 
 
 def call_instead(

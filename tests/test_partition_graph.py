@@ -6,12 +6,13 @@ original's outputs.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
 from byoc_sdk import RegionPolicy, any_input, const, op, partition_model
 from byoc_sdk.content_hash import SHA256_KEY, content_hash
-from byoc_sdk.testing import assert_equivalent, onnx_text
+from byoc_sdk.testing import assert_equivalent, onnx_text, run_onnxruntime
 from byoc_sdk.versions import pinned_ir_version
 
 KEEP_ALL = RegionPolicy.keep_all()
@@ -176,3 +177,71 @@ def test_a_model_with_nothing_offloaded_is_unchanged_but_pinned(make_target):
     assert [n.name for n in proto.graph.node] == ["mm", "add", "sm", "mm2"]
     assert proto.ir_version == pinned_ir_version()
     assert_equivalent(model, proto)
+
+
+# --- the names the partitioner makes never repeat a name of the graph ----------------
+
+NAMED_LIKE = """
+    g (float[2,4] x) => (float[2,4] y)
+    <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1, 2, 3, 4}> {
+      [mm] m = MatMul(x, w)
+      [add] a = Add(m, b)
+      [relu] r = Relu(a)
+      [NAME] y = Softmax(r)
+    }"""
+
+
+def _node_names(proto: onnx.ModelProto) -> list[list[str]]:
+    return [[n.name for n in graph.node] for graph in (proto.graph, *proto.functions)]
+
+
+@pytest.mark.parametrize(("node", "name"), [("NAME", "acc_0"), ("relu", "mm_add_0"),
+                                            ("NAME", "mm_add_0"), ("NAME", "w_const")])
+def test_generated_names_avoid_the_names_of_the_graph(make_target, node, name):
+    """A host node called like a region, or a node of a region called like a composite
+    call in it, made two nodes of one name: onnxruntime refused the model, and a build
+    ran the wrong step under that name."""
+    model = onnx_text(NAMED_LIKE.replace(f"[{node}]", f"[{name}]").replace("NAME", "sm"))
+    target = make_target("acc", ["MatMul", "Add", "Relu"])
+    target.pattern("mm_add", op("Add", op("MatMul", any_input(), const()), const()))
+    proto = partition_model(model, [target], policy=KEEP_ALL).to_proto()
+    for names in _node_names(proto):
+        assert len(names) == len(set(names)), names
+    assert_equivalent(model, proto)
+
+
+def test_a_bound_weight_constant_avoids_a_member_named_like_it(make_target):
+    model = onnx_text(NAMED_LIKE.replace("[relu]", "[w_const]").replace("NAME", "sm"))
+    proto = partition_model(model, [make_target("acc", ["MatMul", "Add", "Relu"])],
+                            policy=KEEP_ALL).to_proto()
+    body = {f.name: f for f in proto.functions}["acc_0"]
+    names = [n.name for n in body.node]
+    assert "w_const" in names and len(names) == len(set(names))
+    assert_equivalent(model, proto)
+
+
+def test_a_string_initializer_is_hashed_and_stays_on_the_host(make_target):
+    """Hashing a string constant called ``tobytes``, which string tensors lack: every
+    partition of such a model was an internal error."""
+    labels = onnx.helper.make_tensor("labels", onnx.TensorProto.STRING, [3], [b"a", b"b", b"c"])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("ArgMax", ["x"], ["i"], name="am", axis=0, keepdims=0),
+         onnx.helper.make_node("Gather", ["labels", "i"], ["y"], name="g")],
+        "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.STRING, [])], [labels])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                   ir_version=pinned_ir_version())
+    result = partition_model(model, [make_target("acc", ["ArgMax"])], policy=KEEP_ALL)
+    assert result.model.graph.initializers["labels"].metadata_props[SHA256_KEY]
+    feeds = {"x": np.array([0.5, 2.0, 1.0], np.float32)}
+    assert run_onnxruntime(result.to_proto(), feeds)["y"] == run_onnxruntime(model, feeds)["y"]
+
+
+def test_string_contents_hash_apart_however_they_split():
+    import onnx_ir as ir
+
+    def strings(*items: bytes) -> ir.StringTensor:
+        return ir.StringTensor(list(items), shape=ir.Shape([len(items)]))
+
+    assert content_hash(strings(b"ab", b"c")) != content_hash(strings(b"a", b"bc"))
+    assert content_hash(strings(b"ab", b"c")) == content_hash(strings(b"ab", b"c"))
