@@ -31,6 +31,21 @@ def onnx_text(text: str) -> onnx.ModelProto:
     return model
 
 
+def float_model(nodes: Sequence[onnx.NodeProto], inputs: Mapping[str, Sequence[int]],
+                outputs: Sequence[str], constants: Mapping[str, np.ndarray] | None = None,
+                opset: int = 18) -> onnx.ModelProto:
+    """A float32 model of ``nodes``: ``inputs`` by shape, ``outputs`` by name (their types
+    inferred, strictly), ``constants`` as initializers; the IR version pinned."""
+    graph = helper.make_graph(
+        list(nodes), "regression",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(v, n) for n, v in (constants or {}).items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    proto.ir_version = versions.pinned_ir_version()
+    return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+
+
 def as_proto(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     """A ``ModelProto`` pinned to the IR version onnxruntime accepts."""
     if isinstance(model, ir.Model):

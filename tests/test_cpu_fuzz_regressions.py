@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import byoc_sdk as byoc
+from byoc_sdk.testing import float_model as model
 from byoc_sdk.testing import run_onnxruntime
 
 RTOL, ATOL = 1e-4, 1e-5
 FLOAT = TensorProto.FLOAT
-
-
-def model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]],
-          outputs: list[str], constants: dict[str, np.ndarray] | None = None,
-          opset: int = 18) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes, "regression",
-        [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(v, n) for n, v in (constants or {}).items()])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    proto.ir_version = 8
-    return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
 
 def check(proto: onnx.ModelProto, feeds: dict[str, np.ndarray],

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import byoc_sdk as byoc
 from byoc_sdk.build import BuildError
 from byoc_sdk.codegen import CSource
+from byoc_sdk.testing import float_model as model
 from byoc_sdk.testing import run_onnxruntime
 from byoc_sdk.toolchain import CompileJob, Toolchain
 from partition.policy import RegionPolicy
@@ -26,19 +27,6 @@ RTOL, ATOL = 1e-4, 1e-5
 FLOAT = TensorProto.FLOAT
 #: Keep single-op regions on cuda (its default policy leaves them to the host).
 EVERY_REGION = RegionPolicy(min_nodes=1, require_compute=False)
-
-
-def model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]],
-          outputs: list[str], constants: dict[str, np.ndarray] | None = None,
-          opset: int = 18) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes, "regression",
-        [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(v, n) for n, v in (constants or {}).items()])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    proto.ir_version = 8
-    return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
 
 def build(proto: onnx.ModelProto, options: dict[str, Any] | None = None) -> byoc.CompiledModel:
