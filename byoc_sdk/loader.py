@@ -68,8 +68,9 @@ def load_model(
         _set_input_shapes(proto, input_shapes, label, notes)
     _check_versions(proto, label, notes)
     _check_structure(proto.graph, label, notes)
-    _check_external_data(proto, label, base_dir)
-    _run_checker(proto, label)
+    external = _external_tensors(proto)  # a walk over every node: done once
+    _check_external_data(external, label, base_dir)
+    _run_checker(proto, bool(external), label)
     if infer_shapes:
         proto = _infer_shapes(proto, label)
     with bulk_allocation():
@@ -376,9 +377,9 @@ def _external_field(info: Mapping[str, str], key: str, what: str, label: str) ->
     return value
 
 
-def _check_external_data(proto: onnx.ModelProto, label: str, base_dir: Path | None) -> None:
+def _check_external_data(external: list[_Named], label: str, base_dir: Path | None) -> None:
     """Every external tensor's file exists next to the model and is long enough."""
-    for what, tensor in _external_tensors(proto):
+    for what, tensor in external:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         if base_dir is None:
@@ -424,9 +425,8 @@ _CHECKER_NODE = re.compile(r"node name: ([^)\s]+)\)|Name: (\S+) OpType")
 _CHECKER_CONTEXT = re.compile(r"\s*==> Context:.*", re.S)
 
 
-def _run_checker(proto: onnx.ModelProto, label: str) -> None:
-    external = _external_tensors(proto)
-    if external:
+def _run_checker(proto: onnx.ModelProto, has_external: bool, label: str) -> None:
+    if has_external:
         # The checker looks for external files in the current directory, not the
         # model's; _check_external_data already checked them, so check a copy whose
         # external tensors are empty (zero elements need no data) instead.
