@@ -29,7 +29,10 @@ import onnx_ir as ir
 from byoc_sdk.content_hash import SHA256_KEY, constant_hash
 from byoc_sdk.node_info import dtype_name, is_constant
 
-_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A file name the toolchain can write into its build folder: no folder part, no control
+#: characters, not hidden, not empty.
+_PLAIN_FILE = re.compile(r"[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*")
 
 
 @dataclass(frozen=True)
@@ -212,15 +215,24 @@ class CSource:
     language: Literal["c", "cuda"] = "c"
 
     def validate(self, region: Region) -> None:
-        if not self.sources or not all(isinstance(v, str) for v in self.sources.values()):
+        if not isinstance(self.sources, dict) or not self.sources or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.sources.items()):
             raise ArtifactError("CSource.sources must map file names to source text")
-        if not _SYMBOL.match(self.entry or ""):
+        if not isinstance(self.entry, str) or not _SYMBOL.fullmatch(self.entry):
             raise ArtifactError(f"CSource.entry {self.entry!r} is not a C identifier")
         if self.language not in ("c", "cuda"):
             raise ArtifactError(f"CSource.language must be 'c' or 'cuda', not {self.language!r}")
-        for name in self.sources:
-            if "/" in name or "\\" in name or name.startswith("."):
+        # The flags go onto the compiler's command line one by one: a bare string would
+        # go character by character ("-O2" as "-", "O", "2": read source from stdin).
+        if not isinstance(self.flags, list) or not all(isinstance(f, str) for f in self.flags):
+            raise ArtifactError("CSource.flags must be a list of strings")
+        for name, text in self.sources.items():
+            if not _PLAIN_FILE.fullmatch(name):
                 raise ArtifactError(f"source file name {name!r} must be a plain file name")
+            try:
+                text.encode()  # written to disk, hashed and packaged as UTF-8
+            except UnicodeEncodeError as exc:
+                raise ArtifactError(f"source file {name} is not UTF-8 text: {exc}") from None
         _check_constants(self.constants, region)
 
 

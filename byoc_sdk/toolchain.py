@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from byoc_sdk.codegen import CSource
-from byoc_sdk.errors import ByocError
+from byoc_sdk.errors import ByocError, describe_exception
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 _CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
@@ -101,11 +101,23 @@ class Toolchain:
 
     def compile(self, job: CompileJob) -> Path:
         """The shared library for ``job``, compiled now or found in the cache."""
-        artifact = job.artifact
-        key = self.key(artifact)
+        key = self.key(job.artifact)
         output = self.cache / "modules" / f"{key}.so"
         if output.is_file():
             return output
+        try:
+            self._build(job, key, output)
+        except OSError as exc:  # the compiler's own absence is a ToolchainError already
+            raise ToolchainError(
+                f"cannot write the module cache {self.cache} ({describe_exception(exc)}); "
+                "set BYOC_CACHE_DIR to a writable folder",
+                target=job.target, region=job.region,
+            ) from exc
+        return output
+
+    def _build(self, job: CompileJob, key: str, output: Path) -> None:
+        """Compile ``job`` into ``output`` (``key`` names a rejected build's sources)."""
+        artifact = job.artifact
         output.parent.mkdir(parents=True, exist_ok=True)
         # Build next to the cache so the final rename is atomic: a concurrent build of
         # the same key never sees half a file.
@@ -119,9 +131,11 @@ class Toolchain:
             command = self.command(artifact, sources, partial)
             try:
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
-            except FileNotFoundError as exc:
+            except OSError as exc:  # not found, not executable: not the cache's fault
+                problem = ("not found" if isinstance(exc, FileNotFoundError)
+                           else f"cannot be run ({describe_exception(exc)})")
                 raise ToolchainError(
-                    f"compiler '{command[0]}' not found (set {_env_of(artifact)} to another)",
+                    f"compiler '{command[0]}' {problem} (set {_env_of(artifact)} to another)",
                     target=job.target, region=job.region,
                 ) from exc
             if done.returncode != 0:
@@ -134,7 +148,6 @@ class Toolchain:
                     target=job.target, region=job.region,
                 )
             os.replace(partial, output)
-        return output
 
     def _keep_failed(self, key: str, sources: Sequence[Path]) -> Path:
         """Copy sources the compiler rejected to ``<cache>/failed/<key>``, where the

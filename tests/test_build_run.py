@@ -34,6 +34,7 @@ from byoc_sdk import (
 )
 from byoc_sdk.model_zoo import random_dag, random_inputs
 from byoc_sdk.testing import assert_outputs_close, onnx_text, run_onnxruntime
+from byoc_sdk.toolchain import Toolchain
 
 KINDS = ["c_source", "json", "binary"]
 REPO = Path(__file__).resolve().parents[1]
@@ -206,6 +207,19 @@ def _bad_bytecode(region):
     return Binary(b"NOPE" + bytes(12), runtime="bytedemo")
 
 
+_HEADER_ONLY = '#include "byoc/abi.h"\nBYOC_DEFINE_ABI_VERSION\n'
+
+
+def _malformed(**fields):
+    """A codegen returning a CSource with ``fields`` of the wrong kind: a vendor slip the
+    artifact's checks must name, never a crash of the build or a garbled compile."""
+
+    def codegen(region):
+        return CSource(**{"sources": {"entry.c": _HEADER_ONLY}, "entry": "entry", **fields})
+
+    return codegen
+
+
 FAILURES = {
     # name: (codegen, what the report's reason says)
     "raises": (_raising, ["codegen raised RuntimeError: the tiler ran out of patience"]),
@@ -215,6 +229,16 @@ FAILURES = {
     "no ABI version": (_no_abi_version, ["module failed to load", "byoc_abi_version"]),
     "runtime rejects program": (_bad_bytecode, ["module failed to load", "ValueError",
                                                 "not a bytedemo program"]),
+    "sources as a list": (_malformed(sources=[_HEADER_ONLY]),
+                          ["invalid artifact", "CSource.sources"]),
+    "empty file name": (_malformed(sources={"": _HEADER_ONLY}), ["invalid artifact", "''"]),
+    "file name with NUL": (_malformed(sources={"a\0.c": _HEADER_ONLY}),
+                           ["invalid artifact", "plain file name"]),
+    "text not UTF-8": (_malformed(sources={"entry.c": _HEADER_ONLY + "/* \udc80 */"}),
+                       ["invalid artifact", "entry.c", "UTF-8"]),
+    "entry not a string": (_malformed(entry=5), ["invalid artifact", "CSource.entry 5"]),
+    "flags as a string": (_malformed(flags="-O2"), ["invalid artifact", "CSource.flags"]),
+    "flags not strings": (_malformed(flags=[2]), ["invalid artifact", "CSource.flags"]),
 }
 
 
@@ -249,6 +273,25 @@ def test_strict_build_names_region_and_target(case, example_targets, example_mod
     assert "and 1 more regions" in str(error)
     for part in reason_parts:
         assert part in str(error)
+
+
+def test_an_unwritable_module_cache_is_a_build_error_naming_it(tmp_path, example_targets,
+                                                                example_model):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(BuildError, match=f"module cache {blocker}.*BYOC_CACHE_DIR") as raised:
+        build(example_model(), [example_targets["c_source"].target], strict=True,
+              toolchain=Toolchain(cache=blocker))
+    assert raised.value.context.region == "cdemo_0"
+
+
+def test_a_compiler_that_cannot_run_is_named_as_such(tmp_path, example_targets,
+                                                     example_model):
+    not_executable = tmp_path / "cc"
+    not_executable.write_text("not a program")
+    with pytest.raises(BuildError, match=f"compiler '{not_executable}' cannot be run"):
+        build(example_model(), [example_targets["c_source"].target], strict=True,
+              toolchain=Toolchain(cc=str(not_executable), cache=tmp_path / "cache"))
 
 
 def test_compiler_message_is_in_the_report(example_targets, example_model):

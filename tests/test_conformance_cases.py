@@ -3,6 +3,7 @@ target's declarations, ONNX node-test selection, expected-failure files and the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from byoc_sdk.conformance.expectations import (
     expectation_for,
     read_expectations,
 )
-from byoc_sdk.conformance.report import ConformanceReport, Result
+from byoc_sdk.conformance.report import ConformanceReport, Result, write_json
 from byoc_sdk.testing import run_onnxruntime
 
 
@@ -187,6 +188,33 @@ def test_compare_is_dtype_aware() -> None:
         checks.compare({"y": want["y"].astype(np.float64)}, want)
     nan = {"y": np.array([np.nan, np.inf], np.float32)}
     assert checks.compare(nan, nan) == 0.0
+
+
+def test_compare_names_nans_on_one_side_only() -> None:
+    # A NaN is no "max abs error inf": the message says which side has it.
+    want = {"y": np.array([1.0, np.nan, 3.0], np.float32)}
+    with pytest.raises(checks.Failed, match=r"2 of 3 elements out of tolerance: 1 NaN where "
+                                            r"onnxruntime gives a number, 1 number where "
+                                            r"onnxruntime gives NaN$"):
+        checks.compare({"y": np.array([np.nan, 2.0, 3.0], np.float32)}, want)
+
+
+def test_report_json_stays_strict_json_with_infinite_errors(tmp_path: Path) -> None:
+    # Python writes inf as Infinity, which JSON (and so JavaScript, Go, jq's --strict
+    # readers of a CI dashboard) does not have.
+    results = [Result("op[Relu-2x3-f32]", "t", "op", "Relu", "failed",
+                      "output y differs from onnxruntime: max abs error inf", float("inf"), 1, 1),
+               Result("model[mlp]", "t", "model", "mlp", "failed", "", float("nan"), 6, 8)]
+    path = tmp_path / "report.json"
+    write_json([ConformanceReport("t", results)], path)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data["ops"]["Relu"]["max_error"] == "inf"
+    assert data["ops"]["Relu"]["failures"][0]["max_error"] == "inf"
+    assert data["models"]["mlp"]["max_error"] == "nan"
 
 
 def test_report_lists_per_op_and_names_failures() -> None:

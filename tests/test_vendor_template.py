@@ -68,6 +68,33 @@ def test_generated_backend_passes_conformance(kind: str, installed: dict[str, Pa
     assert "CONFORMANT" in done.stdout
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_generated_backend_builds_empty_tensors(kind: str, installed: dict[str, Path]) -> None:
+    """A batch of zero rows is a static shape its checks accept: every kind must build it
+    (strictly: no fallback) and give onnxruntime's empty result, with a value between its
+    steps (MatMul -> Relu -> Add) that holds no elements."""
+    import numpy as np
+    from onnx import helper
+
+    from byoc_sdk import build
+    from byoc_sdk.testing import float_model, run_onnxruntime
+    from partition.policy import RegionPolicy
+
+    rng = np.random.default_rng(0)
+    model = float_model(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], "mm"),
+         helper.make_node("Relu", ["m"], ["r"], "relu"),
+         helper.make_node("Add", ["r", "b"], ["y"], "add")],
+        {"x": [0, 4]}, ["y"],
+        {"w": rng.standard_normal((4, 3)).astype(np.float32),
+         "b": rng.standard_normal(3).astype(np.float32)})
+    compiled = build(model, [KINDS[kind]], strict=True, policy=RegionPolicy.keep_all())
+    assert {r.status for r in compiled.report.regions} == {"compiled"}
+    feeds = {"x": np.zeros((0, 4), np.float32)}
+    got, want = compiled.run(feeds)["y"], run_onnxruntime(model, feeds)["y"]
+    assert got.shape == want.shape == (0, 3) and got.dtype == want.dtype
+
+
 def test_generated_project_runs_its_own_tests(installed: dict[str, Path]) -> None:
     """The generated tests: unit tests of the codegen and the suite as a pytest class."""
     project = installed["binary"]

@@ -37,7 +37,8 @@ def run_node_test(test: NodeTest, target: Target) -> checks.Outcome:
         if not np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol,
                            atol=atol, equal_nan=True):
             raise checks.Failed(f"output {name} differs from ONNX's expected output: max abs "
-                                f"error {error:.3g} (rtol {rtol:g}, atol {atol:g})",
+                                f"error {error:.3g} (rtol {rtol:g}, atol {atol:g})"
+                                f"{checks.nan_mismatch(got, want, 'ONNX')}",
                                 checks.Outcome(worst, offloaded, total))
     return checks.Outcome(worst, offloaded, total)
 

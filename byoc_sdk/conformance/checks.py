@@ -97,8 +97,23 @@ def compare(
             bad = int((~close).sum())
             raise Failed(f"output {name} differs from onnxruntime: max abs error {error:.3g} "
                          f"(rtol {rtol:g}, atol {atol:g}); {bad} of {close.size} elements "
-                         "out of tolerance", Outcome(max(worst, error)))
+                         f"out of tolerance{nan_mismatch(got, want, 'onnxruntime')}",
+                         Outcome(max(worst, error)))
     return worst
+
+
+def nan_mismatch(actual: np.ndarray, expected: np.ndarray, reference: str) -> str:
+    """``": N NaN where REFERENCE gives a number, ..."``, or ``""`` when NaNs agree: the
+    maximum error counts a lone NaN as infinite, which would hide what went wrong."""
+    if actual.dtype.kind not in "fc" or expected.dtype.kind not in "fc":
+        return ""
+    ours, theirs = np.isnan(actual), np.isnan(expected)
+    parts = []
+    if count := int((ours & ~theirs).sum()):
+        parts.append(f"{count} NaN{'s' if count > 1 else ''} where {reference} gives a number")
+    if count := int((theirs & ~ours).sum()):
+        parts.append(f"{count} number{'s' if count > 1 else ''} where {reference} gives NaN")
+    return ": " + ", ".join(parts) if parts else ""
 
 
 def compare_placed(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],

@@ -8,6 +8,7 @@ subject, id) and what it measured (maximum error, nodes offloaded) in its
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -249,4 +250,17 @@ def write_json(reports: list[ConformanceReport], path: Path) -> None:
     data: Any = reports[0].to_dict() if len(reports) == 1 else {
         "targets": [r.to_dict() for r in reports]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
+    path.write_text(json.dumps(_finite(data), indent=1, default=str, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with infinite and NaN numbers (a NaN output's error is infinite) as the
+    strings "inf", "-inf" and "nan": JSON has no such numbers, and strict readers (a CI
+    dashboard's JavaScript) refuse Python's ``Infinity``."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data

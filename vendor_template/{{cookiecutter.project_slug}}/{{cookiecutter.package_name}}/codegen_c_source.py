@@ -121,8 +121,11 @@ class _Writer:
                 '    return byoc_fail(error, error_size, BYOC_OUT_OF_MEMORY, "out of memory");',
                 "  }",
             ]
-            self.lines += [f"  float* {self.var[name]} = scratch + {offset};"
-                           for name, offset in self.offsets.items()]
+        # Intermediates of zero elements (an empty batch) still need their names: the
+        # loops that never run still mention them.
+        for name, offset in self.offsets.items():
+            where = f"scratch + {offset}" if self.scratch else "NULL"
+            self.lines.append(f"  float* {self.var[name]} = {where};")
         for step in program.steps:
             if step.op in ("MatMul", DENSE_RELU):
                 self.write_matmul(step)
