@@ -25,6 +25,10 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 #: Models with at least this many nodes get stage-by-stage progress on stderr.
 PROGRESS_NODES = 10_000
 
+#: The options that name a file or folder to write, by dest, as the usage text shows them.
+OUTPUT_OPTIONS = {"output": "-o/--output", "dot": "--dot", "profile": "--profile",
+                  "save_outputs": "--save-outputs", "report": "--report", "junit": "--junit"}
+
 
 def _load_with_progress(args: argparse.Namespace, **options):
     """Load ``args.model`` and pick the stage reporter: timings with ``-v``, stage names
@@ -57,6 +61,23 @@ def _progress(verbose: bool) -> Callable[[str], None]:
         started[:] = [now, stage]
 
     return say
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse, before any work, what argparse takes but no command can use: a blank target
+    name, which the registry's "unknown target" error would not show, and an empty output
+    path, which would silently mean the default path, or no file at all."""
+    names = getattr(args, "target", None)  # a list for partition and build
+    for name in [names] if isinstance(names, str) else names or ():
+        if not name.strip():
+            from byoc_sdk.registry import target_names
+
+            known = ", ".join(target_names()) or "none"
+            raise ByocError(f"target {name!r}: empty target name; installed targets: {known}")
+    for dest, option in OUTPUT_OPTIONS.items():
+        if getattr(args, dest, None) == "":
+            raise ByocError(f"argument {option}: empty path; give a path, or leave the "
+                            "option out")
 
 
 def _writable(path: Path, what: str) -> Path:
@@ -393,8 +414,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from byoc_sdk.registry import get_target, target_names
 
-    if args.ops:
-        target = get_target(args.ops)
+    if args.target is not None:
+        target = get_target(args.target)
         rows = target.support_table()
         print(f"{target.name} {target.version}: {target.description}".rstrip(": "))
         print(
@@ -522,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     tgt = commands.add_parser(
         "targets", parents=[common], help="list installed targets or show one's support"
     )
-    tgt.add_argument("--ops", metavar="NAME", help="print the support table of target NAME")
+    tgt.add_argument("--ops", dest="target", metavar="NAME",
+                     help="print the support table of target NAME")
     tgt.set_defaults(run=cmd_targets)
 
     new = commands.add_parser(
@@ -570,6 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = logger.level
         logger.setLevel(logging.DEBUG)
     try:
+        _check_names(args)
         return args.run(args)
     except ByocError as exc:
         if args.debug:

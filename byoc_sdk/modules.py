@@ -197,11 +197,16 @@ class HostSession:
         return call
 
 
+#: What onnxruntime's IOBinding run puts in front of a failed status, where its plain run
+#: puts the status prefix that ``onnxruntime_reason`` drops.
+_IOBINDING_PREFIX = "Error in execution: "
+
+
 def _run_failed(exc: Exception) -> OnnxRuntimeError:
-    """onnxruntime's failure in a host step, in one line: without its status prefix and
-    C++ source location, which say nothing to the model's user (``--debug`` shows them,
-    in the traceback of the cause)."""
-    return OnnxRuntimeError(onnxruntime_reason(exc))
+    """onnxruntime's failure in a host step, bound or not, in one line: without its status
+    prefix and C++ source location, which say nothing to the model's user (``--debug``
+    shows them, in the traceback of the cause)."""
+    return OnnxRuntimeError(onnxruntime_reason(exc).removeprefix(_IOBINDING_PREFIX))
 
 
 def _static_specs(infos) -> tuple[ValueSpec, ...] | None:

@@ -143,7 +143,9 @@ class PartitionReport:
 
 
 def _flops(value: int) -> str:
-    for unit, scale in (("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+    """``value`` in the largest decimal unit it reaches, up to PFLOP ("20.00 TFLOP")."""
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6),
+                        ("kFLOP", 1e3)):
         if value >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value} FLOP"

@@ -423,3 +423,27 @@ def test_run_check_compares_dtypes_too(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "y: float64(2, 4), expected float32(2, 4) MISMATCH" in out
+
+
+@pytest.mark.parametrize("flops, text", [
+    (999, "999 FLOP"), (12_780_000, "12.78 MFLOP"), (160_000_000_000, "160.00 GFLOP"),
+    (123_456_700_000_000, "123.46 TFLOP"), (2_500_000_000_000_000, "2.50 PFLOP"),
+    (1_500_000_000_000_000_000, "1500.00 PFLOP"),
+])
+def test_flops_take_the_largest_unit_they_reach(flops, text):
+    from byoc_sdk.report import _flops
+
+    assert _flops(flops) == text
+
+
+def test_report_of_a_model_of_teraflops(tmp_path, capsys):
+    # Before: "20000.00 GFLOP". Shapes alone make the count: nothing is allocated.
+    onnx.save(onnx_text("""
+        g (float[100000, 1000] x, float[1000, 100000] w) => (float[100000, 100000] y) {
+          y = MatMul(x, w)
+        }"""), tmp_path / "m.onnx")
+    assert main(["partition", str(tmp_path / "m.onnx"), "-t", "cpu",
+                 "-o", str(tmp_path / "p.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"model: {tmp_path / 'm.onnx'}  (1 nodes, 20.00 TFLOP)"
+    assert "cpu                1      1 100.0%    20.00 TFLOP 100.0%" in out.splitlines()

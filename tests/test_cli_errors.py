@@ -527,3 +527,55 @@ def test_explain_keeps_one_line_per_node_whatever_its_name(capsys, tmp_path):
     explained = out.split("why each node went where it went:\n")[1].split("\n\n")[0]
     assert [line.split(" (")[0] for line in explained.splitlines()] == [
         "  first\\nnode", "  second\\tnode"]
+
+
+# --- empty target names and output paths ---------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("partition", "m.onnx", "-t", ""),
+    ("partition", "m.onnx", "-t", "simaccel", "-t", ""),
+    ("build", "m.onnx", "-t", " "),
+    ("targets", "--ops", ""),
+    ("conformance", "-t", ""),
+], ids=["partition", "second", "build-blank", "targets", "conformance"])
+def test_an_empty_target_name_is_one_error_line_naming_it(args, capsys, tmp_path, monkeypatch):
+    """Before, 'target : unknown target' (the empty name vanished from the line) and, for
+    targets --ops, the list of targets with exit code 0."""
+    monkeypatch.chdir(tmp_path)
+    onnx.save_model(model_zoo.small_cnn(), "m.onnx")
+
+    code, out, err = byoc(capsys, *args)
+
+    assert code == 2 and out == ""
+    name = args[-1]
+    assert one_error_line(err).startswith(
+        f"byoc: error: target {name!r}: empty target name; installed targets: ")
+    assert "simaccel" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("args, option", [
+    (("partition", "m.onnx", "-t", "simaccel", "-o", ""), "-o/--output"),
+    (("partition", "m.onnx", "-t", "simaccel", "--dot", ""), "--dot"),
+    (("build", "m.onnx", "-t", "simaccel", "--output", ""), "-o/--output"),
+    (("run", "m.byoc", "--profile", ""), "--profile"),
+    (("run", "m.byoc", "--save-outputs", ""), "--save-outputs"),
+    (("new-backend", "acc", "-o", ""), "-o/--output"),
+    (("conformance", "-t", "simaccel", "--report", ""), "--report"),
+    (("conformance", "-t", "simaccel", "--junit", ""), "--junit"),
+], ids=["partition", "dot", "build", "profile", "save-outputs", "new-backend", "report",
+        "junit"])
+def test_an_empty_output_path_is_one_error_line(args, option, capsys, tmp_path, monkeypatch):
+    """Before, an empty path meant the default (partition, build: the model's stem in the
+    current folder; new-backend: the current folder) or no file at all (--dot, --profile,
+    --save-outputs, --report, --junit), without a word. Refused before any work."""
+    monkeypatch.chdir(tmp_path)
+    onnx.save_model(model_zoo.small_cnn(), "m.onnx")
+
+    code, out, err = byoc(capsys, *args)
+
+    assert code == 2 and out == ""
+    assert one_error_line(err) == (f"byoc: error: argument {option}: empty path; give a "
+                                   "path, or leave the option out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

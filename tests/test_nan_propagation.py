@@ -113,3 +113,40 @@ g (float[4,64] x) => (float[4,1] y) {
     y = compiled.run({"x": x})["y"]
     np.testing.assert_array_equal(np.isnan(y.ravel()), [False, True, True, True])
     assert y[0, 0] == x[0].max()
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_reductions_over_an_empty_axis_match_onnxruntime(target):
+    """A reduced dimension of size 0: onnxruntime gives the sum of nothing (0), the max of
+    nothing (-inf) and, for the mean, 0 as well; the mean was 0 / 0 = NaN here."""
+    model = onnx_text("""<ir_version: 8, opset_import: ["" : 18]>
+g (float[2,0,3] x) => (float[2,1,3] mean, float[2,1,3] sum, float[2,1,3] max, float all) {
+  axes = Constant<value=int64[1] {1}>()
+  mean = ReduceMean<keepdims=1>(x, axes)
+  sum = ReduceSum<keepdims=1>(x, axes)
+  max = ReduceMax<keepdims=1>(x, axes)
+  all = ReduceMean<keepdims=0>(x)
+}""")
+    feeds = {"x": np.zeros((2, 0, 3), np.float32)}
+    expected = run_onnxruntime(model, feeds)
+    got = compile_all_on(model, target).run(feeds)
+    for name, want in expected.items():
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda", "simaccel"])
+def test_relu_of_minus_zero_is_minus_zero(target):
+    """onnxruntime's Relu keeps -0.0 (max(x, 0) with x first); equal to +0.0, but 1 / x
+    tells them apart."""
+    model = onnx_text("""<ir_version: 8, opset_import: ["" : 18]>
+g (float[2,16] x) => (float[2,16] y) {
+  y = Relu(x)
+}""")
+    feeds = {"x": special_inputs()["x"]}
+    feeds["x"][0, 1:4] = -0.0
+    feeds["x"][1, 1] = 0.0
+    want = run_onnxruntime(model, feeds)["y"]
+    assert np.signbit(want[0, 1:4]).all()  # the reference's behaviour, checked
+    got = compile_all_on(model, target).run(feeds)["y"]
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(got, want)

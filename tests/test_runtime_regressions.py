@@ -444,8 +444,11 @@ def test_a_failing_host_step_is_one_line_without_onnxruntime_s_source(case, tmp_
     with pytest.raises(StepError) as raised:
         compiled.run(feeds)
     message = str(raised.value)
+    # Bound or not, onnxruntime's words start at once (before, a bound step's said "Error
+    # in execution: " first, which its IOBinding call puts before the status).
     assert message.startswith("target host, region host_0: step 0 (host) failed: "
-                              "OnnxRuntimeError: "), message
+                              "OnnxRuntimeError: Non-zero status code returned while "
+                              "running "), message
     assert node in message and reason in message
     # Before: onnxruntime's status prefix and, for the broadcast, the C++ source file,
     # line and function that raised it ("/onnxruntime_src/.../element_wise_ops.h:583

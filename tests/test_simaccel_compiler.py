@@ -9,8 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import byoc_sdk as byoc
 from byoc_sdk.build import build
 from byoc_sdk.model_zoo import IR_VERSION, OPSET
+from partition.policy import RegionPolicy
 from reference_backends.simaccel import LIMITS
 from reference_backends.simaccel.testing import GraphBuilder, build_for, check, simaccel_stats
 
@@ -317,6 +319,43 @@ def test_a_layer_that_cannot_fit_falls_back_with_the_reason():
     assert "does not fit simaccel's SRAM" in region.reason
     feeds = {"x": np.ones((1, 4, 32, 32), np.float32)}
     assert compiled.run(feeds)[model.graph.output[0].name].shape == (1, 4, 1, 1)
+
+
+def _huge_matmul(rows: int = 100_000) -> onnx.ModelProto:
+    """x [rows, 8] @ w [8, rows]: 3 MB in, a [rows, rows] float32 out (40 GB by default)."""
+    g = GraphBuilder()
+    x = g.input("x", (rows, 8))
+    return g.model(g.node("MatMul", [x, g.weight("w", (8, rows))], "y"))
+
+
+def test_a_node_whose_tensors_do_not_fit_dram_stays_on_the_host():
+    """Before, simaccel claimed it, and its compiler tiled 40 GB for minutes and gigabytes
+    of host memory before failing on a 32-bit field; onnxruntime then tried to allocate
+    the output. Now the support check declines it, naming the sizes."""
+    result = byoc.partition_model(_huge_matmul(), ["simaccel"], policy=RegionPolicy.keep_all())
+    (record,) = result.report.nodes
+    assert record.target == "host"
+    assert record.reason == "its tensors take 37.3 GiB, more than simaccel's 1 GiB of DRAM"
+    assert LIMITS.dram_bytes == 1 << 30
+
+
+def test_a_region_that_does_not_fit_dram_falls_back_in_one_line():
+    """Each Relu fits (2 MiB of tensors), but the region's three tensors, 3 MiB, do not fit
+    a chip with 2 MiB of DRAM: the compiler refuses it at once, before tiling anything."""
+    g = GraphBuilder()
+    x = g.input("x", (1, 256, 1024))
+    model = g.model(g.node("Relu", [g.node("Relu", [x], "r1")], "r2"))
+    compiled = build_for(model, {"dram_mib": 2}, strict=False)
+    (region,) = compiled.package.regions
+    assert region.status == "fallback"
+    assert region.reason == ("codegen raised CompileError: the region's tensors take more "
+                             "than simaccel's 2 MiB of DRAM (3 MiB once 'r1' is placed)")
+    with pytest.raises(byoc.ByocError) as raised:
+        build_for(model, {"dram_mib": 2})
+    assert "target simaccel, region simaccel_0" in str(raised.value)
+    assert "2 MiB of DRAM" in str(raised.value) and len(str(raised.value).splitlines()) == 1
+    feeds = {"x": np.full((1, 256, 1024), -1, np.float32)}
+    assert not compiled.run(feeds)["r2"].any()
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -77,7 +77,9 @@ inline float Apply(float a, float b, float c) {
 template <int A>
 inline float Activate(float x, float alpha, float beta) {
   if constexpr (A == kNone) return x;
-  if constexpr (A == kRelu) return MaxNaN(x, 0.0f);
+  // Zero first: on a tie MaxNaN gives its second operand, so -0.0 stays -0.0 as in
+  // onnxruntime (and a NaN still comes through).
+  if constexpr (A == kRelu) return MaxNaN(0.0f, x);
   if constexpr (A == kLeakyRelu) return x >= 0.0f ? x : alpha * x;
   if constexpr (A == kClip) return MinNaN(MaxNaN(x, alpha), beta);
   if constexpr (A == kSigmoid) return 1.0f / (1.0f + std::exp(-x));

@@ -34,7 +34,7 @@ from reference_backends.simaccel.frontend import (
     lower_region,
 )
 from reference_backends.simaccel.isa import Slot, SlotKind, VecOp
-from reference_backends.simaccel.limits import SimAccelLimits
+from reference_backends.simaccel.limits import SimAccelLimits, describe_bytes
 from reference_backends.simaccel.matrix import (
     ConvGeometry,
     GemmGeometry,
@@ -90,6 +90,7 @@ class ProgramBuilder:
         self.lowered = lowered
         self.machine = machine
         self.slots: list[Slot] = []
+        self.dram_bytes = 0
         self.code: list[isa.Instruction] = []
         self.data = bytearray()
         self.semaphores = Semaphores(self.code)
@@ -120,6 +121,13 @@ class ProgramBuilder:
             raise CompileError(f"'{name}' is {dtype}: simaccel's compiler handles float32 only "
                                "(int8 is declared by the chip, not compiled yet)")
         elements = max(1, int(np.prod(self.lowered.shapes[name], dtype=np.int64)))
+        # Refused as the slots are placed, before a layer that cannot be in DRAM is tiled:
+        # one clear reason, not minutes of tiling and then a field that overflows.
+        self.dram_bytes += 4 * elements
+        if self.dram_bytes > self.machine.dram_bytes:
+            raise CompileError(f"the region's tensors take more than simaccel's "
+                               f"{describe_bytes(self.machine.dram_bytes)} of DRAM "
+                               f"({describe_bytes(self.dram_bytes)} once '{name}' is placed)")
         self.slots.append(Slot(kind, index, elements, data_offset))
         return len(self.slots) - 1
 

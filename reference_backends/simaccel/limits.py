@@ -17,6 +17,9 @@ from typing import Any
 #: SRAM is handed out in granules of this many bytes: buffers never share one, so the
 #: simulator's hazard checker can follow every buffer separately.
 SRAM_GRANULE = 256
+#: The most DRAM a simaccel chip can have: the simulator holds at most 2^28 float32
+#: elements (1 GiB) in one slot, and in all outputs and scratch together.
+MAX_DRAM_MIB = 1024
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,11 @@ class SimAccelLimits:
     ``vector_lanes`` lanes runs the elementwise ops, activations, pooling and depthwise
     convolution, and drains the accumulators. ``sram_kib`` of on-chip SRAM is split into
     an input buffer, a weight buffer and an accumulator buffer; the compiler tiles
-    anything larger, so SRAM is not a support limit. A DMA engine moves
-    ``dma_bytes_per_cycle`` between DRAM and SRAM after ``dma_latency_cycles``; the clock
-    turns cycles into time.
+    anything larger, so SRAM is not a support limit. ``dram_mib`` of DRAM holds every
+    tensor of a region at once (layers run from DRAM to DRAM), so DRAM is a limit: a node
+    whose tensors do not fit is declined, a region whose tensors do not fit is not compiled. A
+    DMA engine moves ``dma_bytes_per_cycle`` between DRAM and SRAM after
+    ``dma_latency_cycles``; the clock turns cycles into time.
     """
 
     # --- compute ---------------------------------------------------------------------
@@ -44,6 +49,8 @@ class SimAccelLimits:
     input_kib: int = 192
     weight_kib: int = 192
     accumulator_kib: int = 128
+    #: Off-chip memory for a region's tensors: 1 GiB, as on small edge boards.
+    dram_mib: int = 1024
     dma_bytes_per_cycle: int = 64
     dma_latency_cycles: int = 64
     clock_mhz: int = 1000
@@ -61,9 +68,11 @@ class SimAccelLimits:
                              f"{self.accumulator_kib} KiB) must add up to sram_kib "
                              f"({self.sram_kib})")
         for name in ("array_rows", "array_cols", "vector_lanes", "input_kib", "weight_kib",
-                     "accumulator_kib", "dma_bytes_per_cycle", "clock_mhz"):
+                     "accumulator_kib", "dram_mib", "dma_bytes_per_cycle", "clock_mhz"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.dram_mib > MAX_DRAM_MIB:
+            raise ValueError(f"dram_mib must be at most {MAX_DRAM_MIB}, not {self.dram_mib}")
 
     @property
     def sram_bytes(self) -> int:
@@ -80,6 +89,10 @@ class SimAccelLimits:
     @property
     def accumulator_bytes(self) -> int:
         return self.accumulator_kib * 1024
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_mib * 1024 * 1024
 
     @property
     def macs_per_cycle(self) -> int:
@@ -104,6 +117,14 @@ class SimAccelLimits:
         if unknown:
             raise ValueError(f"unknown simaccel machine parameters {unknown}")
         return base.replace(**changes) if changes else base
+
+
+def describe_bytes(size: int) -> str:
+    """``size`` for messages, in the largest binary unit it reaches ("37.3 GiB")."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
 
 
 #: The limits of the simulated chip the bundled target describes.

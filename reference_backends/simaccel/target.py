@@ -1,9 +1,10 @@
 """simaccel: a simulated accelerator, the bundled example of a small NPU.
 
 A weight-stationary 16x16 systolic array runs Conv, Gemm and MatMul; a vector unit runs
-elementwise ops, activations and pooling; 512 KiB of SRAM holds the tiles in flight (see
-:mod:`reference_backends.simaccel.limits`). Every shape must be known at build time. The
-compiler handles float32; the chip's int8 units (int32 accumulation) are not used yet.
+elementwise ops, activations and pooling; 512 KiB of SRAM holds the tiles in flight and
+1 GiB of DRAM a region's tensors (see :mod:`reference_backends.simaccel.limits`). Every
+shape must be known at build time. The compiler handles float32; the chip's int8 units
+(int32 accumulation) are not used yet.
 
 This module is the chip's support table: which ops and fused patterns its compiler
 handles, and why it declines the rest. The compiler (:mod:`.compiler`) is loaded on the
@@ -12,6 +13,7 @@ first region it compiles; the runtime (:mod:`.runtime`) needs neither.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from byoc_sdk.target import Target
@@ -32,18 +34,19 @@ from reference_backends.common import (
     pool2d_check,
     spatial_rank_check,
 )
-from reference_backends.simaccel.limits import LIMITS
+from reference_backends.simaccel.limits import LIMITS, describe_bytes
 
 if TYPE_CHECKING:
     from byoc_sdk.codegen import Binary, Region
-    from byoc_sdk.target import OpCheck
+    from byoc_sdk.node_info import NodeInfo
+    from byoc_sdk.target import CheckResult, OpCheck
 
 target = Target(
     "simaccel",
     version="0.1.0",
     vendor="byoc",
     description="Simulated accelerator: 16x16 weight-stationary systolic array, vector unit, "
-    "512 KiB SRAM (float32, no empty tensors; the chip's int8 is not compiled yet)",
+    "512 KiB SRAM, 1 GiB DRAM (float32, no empty tensors; the chip's int8 is not compiled yet)",
     priority=10,
     merge_style="regions",
     constants="bind",
@@ -64,10 +67,25 @@ rank_limit = max_rank_check(LIMITS.max_rank, NAME)
 kernel = f"{LIMITS.max_kernel}x{LIMITS.max_kernel}"
 
 
-def nonempty(*checks: OpCheck) -> OpCheck:
-    """``checks``, then no empty tensor: the compiler's layouts and tile loops assume at
-    least one element, so an op on a tensor with a zero dimension stays on the host."""
-    return all_of(*checks, nonempty_check)
+def dram_check(node: NodeInfo) -> CheckResult:
+    """Declines a node whose tensors do not fit DRAM together: a layer reads and writes
+    them all there (a huge static shape would otherwise be tiled at length, then fail)."""
+    # Every slot is float32; shapes are static by then (the rules ask for it). The IR
+    # values rather than TensorInfo views, as in nonempty_check: this runs for every node.
+    values = {*node.node.inputs, *node.node.outputs}  # a value read twice counts once
+    values.discard(None)
+    size = 4 * sum([math.prod(v.shape.dims) for v in values])
+    if size > LIMITS.dram_bytes:
+        return (f"its tensors take {describe_bytes(size)}, more than {NAME}'s "
+                f"{describe_bytes(LIMITS.dram_bytes)} of DRAM")
+    return True
+
+
+def on_chip(*checks: OpCheck) -> OpCheck:
+    """``checks``, then no empty tensor and room in DRAM: the compiler's layouts and tile
+    loops assume at least one element, so an op on a tensor with a zero dimension stays on
+    the host, as does one too large for the chip."""
+    return all_of(*checks, nonempty_check, dram_check)
 
 
 # --- systolic array ----------------------------------------------------------------
@@ -76,47 +94,47 @@ target.support(
     "Conv", dtypes=FLOAT, const_inputs=(1, 2), static_shapes=True,
     note=f"2-D, kernel <= {kernel}, no dilation, group 1 or depthwise, "
     f"<= {LIMITS.max_channels} channels",
-)(nonempty(conv2d_check(owner=NAME, max_kernel=LIMITS.max_kernel,
-                        max_channels=LIMITS.max_channels, allow_dilation=False,
-                        groups="depthwise")))
+)(on_chip(conv2d_check(owner=NAME, max_kernel=LIMITS.max_kernel,
+                       max_channels=LIMITS.max_channels, allow_dilation=False,
+                       groups="depthwise")))
 
 target.support(
     "Gemm", dtypes=FLOAT, const_inputs=(1,), static_shapes=True, note="transA 0, alpha = beta = 1",
-)(nonempty(gemm_check(allow_trans_a=False, allow_scaling=False)))
+)(on_chip(gemm_check(allow_trans_a=False, allow_scaling=False)))
 
 target.support(
     "MatMul", dtypes=FLOAT, const_inputs=(1,), static_shapes=True,
     note=f"2-D or batched, rank <= {LIMITS.max_rank}",
-)(nonempty(matmul_check(owner=NAME, max_rank=LIMITS.max_rank)))
+)(on_chip(matmul_check(owner=NAME, max_rank=LIMITS.max_rank)))
 
 # --- vector unit -------------------------------------------------------------------
 
 target.support("Add", "Sub", "Mul", dtypes=COMPILED, static_shapes=True,
-               note=f"broadcasting, rank <= {LIMITS.max_rank}")(nonempty(rank_limit))
-target.support("Relu", dtypes=COMPILED, static_shapes=True, check=nonempty())
+               note=f"broadcasting, rank <= {LIMITS.max_rank}")(on_chip(rank_limit))
+target.support("Relu", dtypes=COMPILED, static_shapes=True, check=on_chip())
 target.support("Clip", dtypes=COMPILED, const_inputs=(1, 2), static_shapes=True,
-               check=nonempty())
+               check=on_chip())
 target.support("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-               dtypes=FLOAT, static_shapes=True, check=nonempty())
+               dtypes=FLOAT, static_shapes=True, check=on_chip())
 
-pool = nonempty(pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
-                             allow_ceil_mode=False, allow_count_include_pad=False))
+pool = on_chip(pool2d_check(owner=NAME, max_kernel=LIMITS.max_kernel, allow_dilation=False,
+                            allow_ceil_mode=False, allow_count_include_pad=False))
 pool_note = f"2-D, kernel <= {kernel}; no dilation, ceil_mode, count_include_pad"
 target.support("MaxPool", dtypes=COMPILED, static_shapes=True, note=pool_note)(pool)
 target.support("AveragePool", dtypes=FLOAT, static_shapes=True, note=pool_note)(pool)
 target.support("GlobalAveragePool", dtypes=FLOAT, static_shapes=True,
-               note="2-D")(nonempty(spatial_rank_check(2, "pooling")))
+               note="2-D")(on_chip(spatial_rank_check(2, "pooling")))
 
 target.support(
     "BatchNormalization", dtypes=FLOAT, const_inputs=(1, 2, 3, 4), static_shapes=True,
     note=f"inference mode, rank <= {LIMITS.max_rank}",
-)(nonempty(batchnorm_inference_check, rank_limit))
+)(on_chip(batchnorm_inference_check, rank_limit))
 
 # --- layout (no data movement) -----------------------------------------------------
 
-target.support("Flatten", dtypes=COMPILED, static_shapes=True, check=nonempty_check)
+target.support("Flatten", dtypes=COMPILED, static_shapes=True, check=on_chip())
 target.support("Reshape", dtypes=COMPILED, const_inputs=(1,), static_shapes=True,
-               check=nonempty_check)
+               check=on_chip())
 
 # --- composites: the array's output drains through the vector unit -----------------
 # conv_bn_act, conv_act, gemm_act and matmul_add_act with the activations above, plus:

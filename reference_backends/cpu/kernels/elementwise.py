@@ -101,7 +101,9 @@ EXPRESSIONS: dict[str, Expr] = {
     "Pow": _pow,
     "Max": _fold("byoc_maxf"),
     "Min": _fold("byoc_minf"),
-    "Relu": lambda a, op: f"byoc_maxf({a[0]}, 0.0f)",
+    # Zero first: on a tie byoc_maxf gives its second operand, so -0.0 stays -0.0 as in
+    # onnxruntime (and a NaN still comes through).
+    "Relu": lambda a, op: f"byoc_maxf(0.0f, {a[0]})",
     "LeakyRelu": lambda a, op: f"byoc_leaky({a[0]}, {_f(op, 'alpha', 0.01)})",
     "Clip": _clip,
     "Sigmoid": lambda a, op: f"byoc_sigmoid({a[0]})",

@@ -70,7 +70,8 @@ def combine_for(op_type: str, count: int) -> Combine:
     if op_type == "ReduceMax":
         return Combine("(-INFINITY)", lambda a, v: f"byoc_maxf({a}, {v})", "max",
                        lambda a: a)
-    if op_type == "ReduceSum":
+    if op_type == "ReduceSum" or count == 0:
+        # The mean of nothing is 0 in onnxruntime, as the sum is; dividing gives 0 / 0.
         return Combine("0.0f", lambda a, v: f"{a} + {v}", "+", lambda a: a)
     divisor = float_literal(count)
     return Combine("0.0f", lambda a, v: f"{a} + {v}", "+", lambda a: f"{a} / {divisor}")
