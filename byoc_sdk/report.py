@@ -1,8 +1,9 @@
 """The partition report: where every node went, why, and what that adds up to.
 
-One record per original model node (composite members counted one by one), one per
-region. Rendered as text for ``byoc partition``, as per-node explanations for
-``--explain``, and as JSON for ``--json``.
+One record per node of the model after constant folding (composite members counted one
+by one), one per region, and the nodes folded away. Rendered as text for
+``byoc partition``, as per-node explanations for ``--explain``, and as JSON for
+``--json``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class NodeRecord:
     reason: str
     flops: int
     composite: str | None = None
+
+
+@dataclass(slots=True)
+class FoldedNode:
+    """A node computed from constants alone, replaced by its result before partitioning."""
+
+    name: str
+    op_type: str
 
 
 @dataclass(slots=True)
@@ -55,6 +64,7 @@ class PartitionReport:
     regions: list[RegionRecord]
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    folded: list[FoldedNode] = field(default_factory=list)
 
     @property
     def total_flops(self) -> int:
@@ -96,6 +106,7 @@ class PartitionReport:
                 {"reason": reason, "ops": dict(ops)} for reason, ops in self.not_offloaded().items()
             ],
             "nodes": [asdict(n) for n in self.nodes],
+            "folded": [asdict(n) for n in self.folded],
             "notes": self.notes,
             "seconds": self.seconds,
         }
@@ -107,6 +118,11 @@ class PartitionReport:
         """The text report; with ``explain``, one line per node saying where and why."""
         lines = [f"model: {self.source}  ({len(self.nodes)} nodes, {_flops(self.total_flops)})"]
         lines.extend(f"note: {note}" for note in self.notes)
+        if self.folded:
+            counts = Counter(n.op_type for n in self.folded)
+            lines.append(f"note: {len(self.folded)} nodes computed from constants alone were "
+                         "folded into constants: "
+                         + ", ".join(f"{op} x{n}" for op, n in counts.most_common()))
         total_nodes, total_flops = max(len(self.nodes), 1), max(self.total_flops, 1)
         lines.append("")
         lines.append(f"{'target':<12}{'regions':>8}{'nodes':>14}{'FLOPs':>22}")

@@ -23,6 +23,7 @@ from byoc_sdk.report import NodeRecord, PartitionReport, RegionRecord
 from byoc_sdk.target import Target
 from partition.annotate import AnnotateTargetPass
 from partition.decision import HOST, composite_of, decision_of
+from partition.fold_constants import FOLDED_KEY
 from partition.merge_composite import MergeCompositePass
 from partition.merge_regions import REGIONS_KEY, MergeRegionsPass, RegionPlan
 from partition.partition_graph import PartitionGraphPass
@@ -180,4 +181,5 @@ def _report(
         nodes=records,
         regions=regions,
         notes=list(model.meta.get(NOTES_KEY, [])),
+        folded=list(model.meta.get(FOLDED_KEY, [])),
     )

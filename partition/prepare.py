@@ -4,6 +4,9 @@
   name;
 * ``Constant`` nodes become initializers, so a constant is a constant wherever it came
   from;
+* what the graph computes from constants alone is folded into constants
+  (:mod:`partition.fold_constants`), so a shape computed at run time by an exporter is
+  the constant a target asks for;
 * every initializer is hashed once (recorded under ``byoc.sha256`` for the package's
   constant store) and identical ones are merged, so a constant is bound or passed once.
 
@@ -19,6 +22,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
 from byoc_sdk.content_hash import SHA256_KEY, content_hash
+from partition.fold_constants import FoldConstantsPass
 
 
 class PrepareGraphPass(ir.passes.InPlacePass):
@@ -29,6 +33,7 @@ class PrepareGraphPass(ir.passes.InPlacePass):
         if any(node.op_type == "Constant" and node.domain in ("", "ai.onnx") for node in nodes):
             LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
             _name_nodes(list(graph))
+        FoldConstantsPass()(model)  # before hashing: what it folds is hashed too
         _deduplicate_constants(graph)
         return ir.passes.PassResult(model, modified=True)
 
