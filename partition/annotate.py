@@ -8,6 +8,7 @@ the host for now; their bodies are left untouched.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import onnx_ir as ir
@@ -51,7 +52,7 @@ class AnnotateTargetPass(ir.passes.InPlacePass):
             if reason is None:
                 accepted.append(target.name)
             elif not accepted:
-                declined.append(reason)
+                declined.append(_naming(target.name, reason))
         if accepted:
             first, *others = accepted
             return Decision(first, f"{first} supports {node.op_type}", fallbacks=tuple(others))
@@ -59,3 +60,11 @@ class AnnotateTargetPass(ir.passes.InPlacePass):
             return Decision(None, "no target given")
         return Decision(None, "; ".join(declined))
 
+
+def _naming(target: str, reason: str) -> str:
+    """``reason``, led by the target's name unless it names the target already: a host
+    node's reasons are joined, and a check shared by several targets ("1-D convolution
+    is not supported") would not say whose it is."""
+    if re.search(rf"\b{re.escape(target)}\b", reason):
+        return reason
+    return f"{target}: {reason}"

@@ -47,7 +47,21 @@ def test_a_declining_check_gives_its_own_reason(make_target):
     def _only_named_x(node):
         return True if node.input(0).name == "t" else "reads a graph input"
 
-    assert decisions([target])["a"].reason == "reads a graph input"
+    assert decisions([target])["a"].reason == "acc: reads a graph input"
+
+
+def test_a_shared_reason_says_whose_it_is(make_target):
+    """A check shared by several targets gives the same words for each; a reason that
+    names its target already is left as it is."""
+    targets = [make_target(name, []) for name in ("npu", "dsp")]
+    for target in targets:
+        target.support("Relu")(lambda node: "1-D convolution is not supported")
+    targets.append(make_target("gpu", []))
+    targets[2].support("Relu")(lambda node: "gpu runs Relu on float16 only")
+
+    assert decisions(targets)["a"].reason == (
+        "npu: 1-D convolution is not supported; dsp: 1-D convolution is not supported; "
+        "gpu runs Relu on float16 only")
 
 
 def test_no_target_means_everything_stays_on_the_host():
