@@ -76,7 +76,9 @@ def load_model(
     with bulk_allocation():
         model = ir.from_proto(proto)
     if base_dir is not None:
-        ir.external_data.set_base_dir(model.graph, base_dir)
+        # Functions too: a partitioned model keeps bound weights in its region functions.
+        for graph in (model.graph, *(f.graph for f in model.functions.values())):
+            ir.external_data.set_base_dir(graph, base_dir)
     model.meta[SOURCE_KEY] = label
     model.meta[NOTES_KEY] = notes
     return model

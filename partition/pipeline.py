@@ -50,13 +50,19 @@ class PartitionResult:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path``. A model that came with external data writes its
-        large initializers to ``<name>.data`` beside it, as the original did."""
+        tensors of more than 1 KiB to ``<name>.data`` beside it, as the original did:
+        initializers, and the ``Constant`` nodes that bound weights became in region
+        functions (onnx_ir's writer moves initializers only, so it would inline those)."""
         versions.pin(self.model)
         path = Path(path)
-        if load_external_data(self.model):
-            ir.save(self.model, path, external_data=f"{path.name}.data")
-        else:
+        if not load_external_data(self.model):
             ir.save(self.model, path)
+            return
+        data = path.with_name(f"{path.name}.data")
+        data.unlink(missing_ok=True)  # onnx appends to an existing file; all is in memory
+        onnx.save_model(ir.to_proto(self.model), path, save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data.name,
+                        size_threshold=1024, convert_attribute=True)
 
 
 def partition_model(

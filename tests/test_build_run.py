@@ -473,6 +473,8 @@ def test_a_model_with_external_data_partitions_and_packages_anywhere(tmp_path, e
     model = transformer_block()
     feeds = random_inputs(model, 0)
     expected = run_onnxruntime(model, feeds)
+    sizes = [onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer]
+    weights = sum(size for size in sizes if size > 1024)
     # (save_model turns the proto's own tensors into references to the file)
     onnx.save_model(model, source / "m.onnx", save_as_external_data=True,
                     location="m.bin", size_threshold=1024)
@@ -480,7 +482,14 @@ def test_a_model_with_external_data_partitions_and_packages_anywhere(tmp_path, e
     out = tmp_path / "out"
     out.mkdir()
     partition_model(source / "m.onnx", ["cpu"]).save(out / "p.onnx")
-    assert (out / "p.onnx.data").exists()
+    # The weights bound into the region function are Constant nodes there: they go to
+    # the data file too, not inlined (before, the file was written empty).
+    assert (out / "p.onnx.data").stat().st_size >= weights > 0
+    assert (out / "p.onnx").stat().st_size < weights / 4
+    assert_outputs_close(run_onnxruntime(onnx.load(out / "p.onnx"), feeds), expected)
+    # Saved again over itself: the data file is written anew, not appended to.
+    partition_model(out / "p.onnx", ["cpu"]).save(out / "p.onnx")
+    assert (out / "p.onnx.data").stat().st_size < 2 * weights
     assert_outputs_close(run_onnxruntime(onnx.load(out / "p.onnx"), feeds), expected)
 
     compiled = build(source / "m.onnx", ["cpu"])
