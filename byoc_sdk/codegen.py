@@ -18,6 +18,7 @@ package keeps each constant once, under its content hash.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -252,8 +253,34 @@ class JsonGraph:
             json.dumps(self.graph)
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"JsonGraph.graph is not JSON-serialisable: {exc}") from exc
+        # json.dumps writes NaN and Infinity, which are not JSON: the package would hold a
+        # graph.json that strict readers (other languages' parsers) refuse.
+        found = _non_finite(self.graph)
+        if found is not None:
+            where, value = found
+            raise ArtifactError(f"JsonGraph.graph{where} is {value}: JSON has no NaN or "
+                                "infinity; pass such values in a constant, or as a string "
+                                "the runtime parses")
         _check_runtime_name(self.runtime)
         _check_constants(self.constants, region)
+
+
+def _non_finite(value: Any) -> tuple[str, float] | None:
+    """The first NaN or infinite number in ``value`` (something json.dumps accepts, so
+    free of cycles) and the subscripts that reach it: ``("['nodes'][0]['alpha']", nan)``."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("", value)
+    if isinstance(value, dict):
+        pairs: Any = value.items()
+    elif isinstance(value, list | tuple):
+        pairs = enumerate(value)
+    else:
+        return None
+    for key, item in pairs:
+        found = _non_finite(item)
+        if found is not None:
+            return f"[{key!r}]{found[0]}", found[1]
+    return None
 
 
 @dataclass

@@ -136,6 +136,30 @@ def test_pattern_cases_are_grown_from_the_pattern_and_sorted_by_its_check() -> N
         assert not any(n.composite for n in result.report.nodes)
 
 
+def test_a_check_that_raises_fails_its_case_saying_it_raised() -> None:
+    target = Target("raisetest", version="1.0")
+
+    @target.support("Relu", dtypes={"float32"})
+    def _relu(node):
+        return node.inputs[0].shape[3] > 0  # an IndexError on every sample below rank 4
+
+    pattern = op("Relu", op("Add", any_input("x"), const("b")))
+    target.pattern("add_relu", pattern, check=lambda match: match.value("nope"))
+    generated = cases.generate(target)
+    raising = [c for c in generated.claimed_ops if c.raised]
+    assert raising and all(c.raised.startswith("IndexError: ") for c in raising)
+    case = raising[0]
+    with pytest.raises(checks.Failed) as failed:
+        checks.claimed_case(case.model, case.feeds, target, case.tolerance, raised=case.raised)
+    assert str(failed.value).startswith(f"the check raised {case.raised} (a check must "
+                                        "return True or a reason")
+    assert generated.claimed_patterns and all(c.raised for c in generated.claimed_patterns)
+    case = generated.claimed_patterns[0]
+    with pytest.raises(checks.Failed, match=r"^the check of pattern add_relu raised \w+"):
+        checks.claimed_case(case.model, case.feeds, target, case.tolerance, pattern="add_relu",
+                            raised=case.raised)
+
+
 def test_node_tests_of_claimed_ops_only() -> None:
     tests, declined = backend_tests.tests_for(_relu_target())
     assert [t.name for t in tests] == ["test_relu"]

@@ -79,6 +79,73 @@ def test_wrong_numerics_in_one_op_fail_conformance_naming_it(broken: Path) -> No
     assert f"{failure['id']}: " in done.stdout and "max abs error 0.01" in done.stdout
 
 
+@pytest.fixture(scope="module")
+def crashing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The c_source template as generated, but its compiled module writes through NULL on
+    a Relu of six elements, and its codegen aborts the process on an Add of two 2x3
+    data inputs (the case op[Add-2x3-f32])."""
+    folder = tmp_path_factory.mktemp("crashing")
+    project = render_template("crashacc", kind="c_source", output_dir=folder)
+    codegen = project / "crashacc_byoc" / "codegen.py"
+    text = codegen.read_text()
+    loop = 'self.lines += [f"  /* {step.op} */",'
+    lowered = "program = lower(region)\n"
+    assert loop in text and lowered in text
+    text = text.replace(loop, 'if step.op == "Relu" and self.program.size(step.output) == 6:\n'
+                              '            self.lines.append("  *(volatile int*)0 = 1;")\n'
+                              f"        {loop}")
+    text = text.replace(lowered, lowered + (
+        '    if [s.op for s in program.steps] == ["Add"] and program.inputs == ["x0", "x1"] \\\n'
+        '            and program.shapes["x0"] == program.shapes["x1"] == (2, 3):\n'
+        "        __import__('os').abort()\n"))
+    codegen.write_text(text)
+    _make_visible(project, "crashacc_byoc",
+                  {"byoc.targets": {"crashacc": "crashacc_byoc.target:target"}})
+    return project
+
+
+def test_a_crashing_case_is_one_failed_case_and_the_rest_still_run(crashing: Path) -> None:
+    report, junit = crashing / "report.json", crashing / "conformance.xml"
+    xfail = crashing / "xfail.txt"
+    xfail.write_text("op[Add-2x3-f32]: the adder aborts until firmware 2\n")
+    done = _conformance(crashing, "crashacc", "-k", "test_op", "--report", str(report),
+                        "--junit", str(junit), "--xfail-file", str(xfail))
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads(report.read_text())
+    outcomes = {t["id"]: (t["outcome"], t["message"]) for t in data["tests"]}
+    assert outcomes.pop("op[Relu-2x3-f32]") == (
+        "failed", "crashed: SIGSEGV while running op[Relu-2x3-f32]")
+    # A crash listed as an expected failure is one.
+    assert outcomes.pop("op[Add-2x3-f32]") == (
+        "xfailed", "the adder aborts until firmware 2 "
+                   "(crashed: SIGABRT while running op[Add-2x3-f32])")
+    # Every other case ran after the crashes, in replaced processes, and passed.
+    assert len(outcomes) >= 10 and {o for o, _ in outcomes.values()} == {"passed"}, outcomes
+    assert data["ops"]["Relu"]["failed"] == 1 and data["ops"]["Relu"]["passed"] >= 2
+    assert "NOT CONFORMANT" in done.stdout
+    assert "op[Relu-2x3-f32]: crashed: SIGSEGV while running op[Relu-2x3-f32]" in done.stdout
+    xml = junit.read_text()
+    case = xml[xml.index('name="test_op[Relu-2x3-f32]"'):]
+    case = case[:case.index("</testcase>")]
+    assert '<failure message="crashed: SIGSEGV' in case
+    assert '<property name="byoc.category" value="op"' in case
+
+
+def test_a_target_that_crashes_while_loading_ends_the_run_in_one_line(tmp_path: Path) -> None:
+    # Every replacement worker would crash the same way: no restart, no report.
+    package = tmp_path / "crashload"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "target.py").write_text("import os\nos.abort()\n")
+    _make_visible(tmp_path, "crashload", {"byoc.targets": {"crashload": "crashload.target:t"}})
+    done = _conformance(tmp_path, "crashload", "--report", str(tmp_path / "report.json"))
+    assert done.returncode == 2, done.stdout[-4000:] + done.stderr[-4000:]
+    assert ("byoc: the conformance process crashed: SIGABRT while collecting the suite of "
+            "crashload") in done.stdout
+    assert "replacing crashed worker" not in done.stdout
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_conformance_options_select_and_write_junit(broken: Path) -> None:
     junit = broken / "only-relu.xml"
     done = _conformance(broken, "brokenacc", "-k", "op and Relu", "--junit", str(junit))

@@ -34,6 +34,7 @@ from byoc_sdk.conformance.catalogue import (
     Shape,
     samples_for,
 )
+from byoc_sdk.errors import describe_exception
 from byoc_sdk.node_info import NodeInfo
 from byoc_sdk.patterns import AnyInput, ConstInput, OpPattern, OptionalInput, Pattern
 from byoc_sdk.target import CompositePattern, OpSupport, Target
@@ -73,7 +74,8 @@ class Case:
 
     ``category`` is "op" or "pattern" for claimed cases, "host" or "pattern_declined"
     for declined ones; ``subject`` the op type or pattern name; ``reason`` why the
-    target declines it; ``tolerance`` scales the element type's tolerance.
+    target declines it; ``tolerance`` scales the element type's tolerance; ``raised``
+    what the target's check raised on it (such a case is claimed, and fails saying so).
     """
 
     category: str
@@ -86,6 +88,7 @@ class Case:
     reason: str = ""
     #: What distinguishes this case from its siblings, for choosing which to keep.
     features: frozenset[str] = frozenset()
+    raised: str = ""
 
     @property
     def nodes(self) -> int:
@@ -393,21 +396,22 @@ def _classify_op(
                                     seed=seed_of(case_id))
     except CaseError:
         return None
-    reason = _op_verdict(target, model)
+    reason, raised = _op_verdict(target, model)
     if reason is None and variant.dynamic:
         return None
     features = {f"sample:{sample.label}", f"dtype:{dtype}", f"variant:{variant.suffix}"}
     if reason is not None:
         features = {f"reason:{reason}"}
     return Case("op" if reason is None else "host", sample.op_type, case_id, model, feeds,
-                dtype, sample.tolerance, reason or "", frozenset(features))
+                dtype, sample.tolerance, reason or "", frozenset(features), raised)
 
 
-def _op_verdict(target: Target, model: onnx.ModelProto) -> str | None:
-    """What ``target``'s check says of the model's one node (``None``: accepted).
+def _op_verdict(target: Target, model: onnx.ModelProto) -> tuple[str | None, str]:
+    """What ``target``'s check says of the model's one node: (``None``, "") when it
+    accepts it, (reason, "") when it declines it.
 
-    A check that raises is reported as accepted, so that the claimed case fails and
-    shows the error, rather than the suite hiding it.
+    A check that raises gives (``None``, the error): its case is claimed, so that it
+    fails naming the error rather than the suite hiding it.
     """
     from byoc_sdk.loader import load_model
 
@@ -415,9 +419,9 @@ def _op_verdict(target: Target, model: onnx.ModelProto) -> str | None:
     node = next(iter(ir_model.graph))
     opset = ir_model.opset_imports.get(node.domain or "")
     try:
-        return target.check(NodeInfo(node, opset))
-    except Exception:  # a vendor check can fail in any way: the claimed case will show it
-        return None
+        return target.check(NodeInfo(node, opset)), ""
+    except Exception as exc:  # a vendor check can fail in any way
+        return None, describe_exception(exc)
 
 
 def _pick(cases: Sequence[Case], limit: int) -> list[Case]:
@@ -630,11 +634,12 @@ def pattern_cases(target: Target, composite: CompositePattern) -> tuple[list[Cas
             if verdict == "other":
                 continue
             case_id = _unique(f"{composite.name}-{label}-{short(dtype)}".replace("--", "-"), ids)
-            claimed = verdict == "claimed"
+            claimed = verdict != "declined"
             features = ({f"node:{p}" for p in label.split("-")} | {f"dtype:{dtype}"}
                         if claimed else {f"reason:{reason}"})
             case = Case("pattern" if claimed else "pattern_declined", composite.name, case_id,
-                        model, feeds, dtype, tolerance * 2, reason, frozenset(features))
+                        model, feeds, dtype, tolerance * 2, "" if claimed else reason,
+                        frozenset(features), reason if verdict == "raised" else "")
             (accepted if claimed else refused).append(case)
     return _pick(accepted, MAX_CLAIMED), _pick(refused, MAX_DECLINED - 1)
 
@@ -652,7 +657,9 @@ def _pattern_verdict(
     target: Target, composite: CompositePattern, model: onnx.ModelProto
 ) -> tuple[str, str]:
     """("claimed", ""), ("declined", why) or ("other", why): whether the partitioner
-    would fuse this instance into ``composite``, as MergeComposite decides it."""
+    would fuse this instance into ``composite``, as MergeComposite decides it; or
+    ("raised", the error) when ``composite``'s check raises (a claimed case that fails
+    saying so)."""
     from byoc_sdk.loader import load_model
     from byoc_sdk.patterns import Matcher
     from partition.prepare import PrepareGraphPass
@@ -670,7 +677,9 @@ def _pattern_verdict(
             continue
         try:
             reason = other.evaluate(match)
-        except Exception:  # a vendor check can fail: the claimed case will show it
+        except Exception as exc:  # a vendor check can fail in any way
+            if other is composite:
+                return "raised", describe_exception(exc)
             reason = None
         if other is composite:
             if len(match.nodes) != len(nodes):

@@ -171,9 +171,14 @@ def run_model(compiled, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 def claimed_case(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], target: Target,
-                 scale: float, pattern: str | None = None) -> Outcome:
+                 scale: float, pattern: str | None = None, raised: str = "") -> Outcome:
     """A case the target claims: every node offloaded (fused into ``pattern`` if given),
-    built, run, and equal to onnxruntime within tolerance."""
+    built, run, and equal to onnxruntime within tolerance. ``raised``: what the target's
+    check raised on it (the partitioner takes that as a no, so nothing else is judged)."""
+    if raised:
+        check = f"check of pattern {pattern}" if pattern is not None else "check"
+        raise Failed(f"the {check} raised {raised} (a check must return True or a reason, "
+                     "never raise)")
     expected = reference(model, feeds)
     compiled = build_strict(model, target, RegionPolicy.keep_all())
     offloaded, total, reasons = placement(compiled, target.name)

@@ -5,12 +5,20 @@ passes ``--byoc-target NAME`` (which adds the suite for that target to the colle
 or collects a :class:`~byoc_sdk.conformance.ConformanceSuite` subclass. When suite tests
 ran it prints the conformance summary and, with ``--byoc-report``, writes it as JSON.
 
+Under pytest-xdist (``byoc conformance`` runs the suite in one xdist worker) the results
+and the summary are the controller's; a worker that dies in a test (a vendor module
+that segfaults, a codegen that aborts) is reported as that test's failure, naming the
+signal, and replaced, and the rest of the suite goes on.
+
 It imports nothing heavy at start-up: every pytest run on a machine with byoc loads it.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +59,14 @@ class Recorder:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.results: list = []
+        #: Setup reports of the suite tests not yet torn down: the report of a test
+        #: whose worker died carries neither its properties nor its name.
+        self.running: dict[str, pytest.TestReport] = {}
+        #: Tests whose worker died: their teardown report is still to be sent.
+        self.crashed: set[str] = set()
+        #: xdist workers that collected the suite, and the notes the last to finish sent.
+        self.collected: set[Any] = set()
+        self.worker_notes: dict[str, list[str]] | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -61,40 +77,133 @@ class Recorder:
             items[:] = [i for i in items if not (_is_selected(i) and
                                                  _suite_target(i) in covered)]
 
+    # Last, so that JUnit XML has taken a crash report before the teardown that closes it.
+    @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not any(key == "byoc.category" for key, _ in report.user_properties):
-            return
-        from byoc_sdk.conformance.report import result_from
+        if any(key == "byoc.category" for key, _ in report.user_properties):
+            from byoc_sdk.conformance.report import result_from
 
-        result = result_from(report)
-        if result is not None:
-            self.results.append(result)
+            if report.when == "setup":
+                self.running[report.nodeid] = report
+            elif report.when == "teardown":
+                self.running.pop(report.nodeid, None)
+            result = result_from(report)
+            if result is not None:
+                self.results.append(result)
+        if report.nodeid in self.crashed:
+            self.crashed.remove(report.nodeid)
+            self.config.hook.pytest_runtest_logreport(report=_teardown_after(report))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
+                               sched: Any) -> None:
+        """xdist's report of a worker that died running ``crashitem``: make it the test's
+        failure, filed and worded like the suite's others."""
+        setup = self.running.pop(crashitem, None)
+        name = crashitem.rpartition("::")[2]
+        if setup is not None:
+            report.location, report.keywords = setup.location, setup.keywords
+            report.user_properties = list(setup.user_properties)
+            name = str(dict(report.user_properties)["byoc.id"])
+        report.when = "call"  # xdist says "???": the test died in its call, not its setup
+        report.longrepr = _crash(report.node, f"running {name}")
+        expected = dict(report.user_properties).get("byoc.xfail")
+        if expected is not None:  # listed as an expected failure: a crash is one too
+            report.outcome = "skipped"
+            report.wasxfail = f"{expected} ({report.longrepr})"  # type: ignore[attr-defined]
+        self.crashed.add(crashitem)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.add(node)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """Keep a finished worker's notes; end the run when a worker died before it had
+        collected the suite (loading the target crashed): a replacement would too."""
+        notes = getattr(node, "workeroutput", {}).get("byoc_notes")
+        if notes is not None:
+            self.worker_notes = notes
+        if error is not None and node not in self.collected:
+            target = self.config.getoption("byoc_target") or "the target"
+            pytest.exit(f"byoc: the conformance process "
+                        f"{_crash(node, f'collecting the suite of {target}')}", returncode=2)
+
+    def notes(self, name: str) -> list[str]:
+        """Expected failures of target ``name`` that matched no test (known where the
+        suite was collected: in this process, or in the xdist workers)."""
+        if self.worker_notes is not None:
+            return self.worker_notes.get(name, [])
+        from byoc_sdk.conformance.context import expectations_of
+
+        return [f"expected failure '{e.pattern}' (line {e.line}) matched no test"
+                for e in expectations_of(name) if not e.used]
 
     def reports(self) -> list:
-        from byoc_sdk.conformance.context import expectations_of
         from byoc_sdk.conformance.report import ConformanceReport, metadata
 
         reports = []
         for name in dict.fromkeys(r.target for r in self.results):
             results = [r for r in self.results if r.target == name]
-            notes = [f"expected failure '{e.pattern}' (line {e.line}) matched no test"
-                     for e in expectations_of(name) if not e.used]
-            reports.append(ConformanceReport(name, results, metadata(name), notes))
+            reports.append(ConformanceReport(name, results, metadata(name), self.notes(name)))
         return reports
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.results:
+        if not self.results or _is_worker(self.config):
             return
         for report in self.reports():
             terminalreporter.section(f"byoc conformance: {report.target}")
             terminalreporter.write_line(report.render())
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if _is_worker(self.config):
+            # The controller reports; what only the collecting process knows goes to it.
+            self.config.workeroutput["byoc_notes"] = {  # type: ignore[attr-defined]
+                name: self.notes(name) for name in dict.fromkeys(r.target for r in self.results)}
+            return
         path = self.config.getoption("byoc_report")
         if path and self.results:
             from byoc_sdk.conformance.report import write_json
 
             write_json(self.reports(), Path(path))
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _crash(node: Any, during: str) -> str:
+    """``"crashed: SIGSEGV while <during>"``, for an xdist worker that died."""
+    cause = _death(node)
+    return f"crashed: {cause} while {during}" if cause else f"crashed while {during}"
+
+
+def _death(node: Any) -> str | None:
+    """What ended an xdist worker's process ("SIGSEGV", "exit status 3"); ``None`` where
+    that cannot be learnt."""
+    # execnet keeps the worker's Popen private; without it the crash is still reported.
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    if not isinstance(popen, subprocess.Popen):
+        return None
+    try:
+        status = popen.wait(timeout=2)  # a crashed process is gone; another may linger
+    except subprocess.TimeoutExpired:
+        return None
+    if status >= 0:
+        return f"exit status {status}"
+    try:
+        return signal.Signals(-status).name
+    except ValueError:
+        return f"signal {-status}"
+
+
+def _teardown_after(crash: pytest.TestReport) -> pytest.TestReport:
+    """The teardown report a dead worker did not send: JUnit XML closes a test on it and
+    only then writes the test's properties."""
+    teardown = pytest.TestReport(crash.nodeid, crash.location, crash.keywords, "passed", None,
+                                 "teardown", user_properties=crash.user_properties)
+    teardown.node = crash.node  # type: ignore[attr-defined]  # JUnit XML pairs reports by it
+    return teardown
 
 
 def _is_selected(item: pytest.Item) -> bool:

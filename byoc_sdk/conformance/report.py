@@ -78,6 +78,8 @@ def _message(report: Any, outcome: str) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: reason")
         return str(longrepr[2]).removeprefix("Skipped: ")
+    if isinstance(longrepr, str):  # a crashed test's: longreprtext adds the worker's name
+        return longrepr
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longreprtext).strip()
     # pytest.fail() messages arrive as "Failed: ..."; the suite's verdicts need no prefix.

@@ -3,11 +3,17 @@
 It runs pytest on the suite module with the plugin's options, in a configuration of its
 own (the current folder's pytest settings, conftest files and tests stay out of it), and
 returns pytest's exit code: 0 when the target conforms.
+
+The tests run in one pytest-xdist worker process, not in this one: a vendor module that
+segfaults or a codegen that aborts kills the worker, not the run. xdist reports the test
+the worker died in as failed (the plugin names the signal) and starts a new worker for
+the rest, so the summary and the JSON and JUnit reports still cover every test.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +21,10 @@ from pathlib import Path
 from byoc_sdk.errors import TargetError
 
 EXIT_NO_TESTS = 5
+#: Worker restarts allowed: no limit in effect. Every restart follows a crash in a test,
+#: which does not run again, so the tests bound them; a worker that dies before it has
+#: collected the tests ends the run instead (the plugin sees to it).
+MAX_WORKER_RESTARTS = sys.maxsize
 #: pytest's exit codes -> byoc's: 0 conformant, 1 not (or nothing selected), 2 the suite
 #: could not run (a usage error, or an error while collecting it).
 _EXIT_CODES = {0: 0, 1: 1, 2: 2, 3: 1, 4: 2, EXIT_NO_TESTS: 1}
@@ -39,9 +49,10 @@ def pytest_args(
             "--confcutdir", str(SELECTED_SUITE.parent), "--import-mode=importlib",
             "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
             "-W", "ignore::pytest.PytestAssertRewriteWarning", "-rN",
-            "-v" if verbose else "-q"]
+            "-v" if verbose else "-q",
+            "-n", "1", "--max-worker-restart", str(MAX_WORKER_RESTARTS)]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "byoc_sdk.conformance.plugin"]
+        args += ["-p", "byoc_sdk.conformance.plugin", "-p", "xdist.plugin"]
     if report:
         args += ["--byoc-report", report]
     if junit:
