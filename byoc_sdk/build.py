@@ -28,7 +28,7 @@ from byoc_sdk.codegen import (
 from byoc_sdk.content_hash import constant_hash
 from byoc_sdk.errors import ByocError, describe_exception, vendor_log
 from byoc_sdk.loader import ModelSource, load_model
-from byoc_sdk.modules import assemble, region_runner
+from byoc_sdk.modules import assemble, load_failure, region_runner
 from byoc_sdk.node_info import dtype_name, is_constant
 from byoc_sdk.options import merge_options
 from byoc_sdk.package import BuildReport, PackageContents, RegionBuild
@@ -103,7 +103,10 @@ def build(
     if strict and fallbacks:
         first = fallbacks[0]
         more = f" (and {len(fallbacks) - 1} more regions)" if len(fallbacks) > 1 else ""
-        raise BuildError(f"could not be compiled: {first.reason}{more}",
+        # A reason's first line says what went wrong; the lines after it (a compiler's
+        # output) are for the report and --debug, not for an error line.
+        summary = first.reason.splitlines()[0] if first.reason else ""
+        raise BuildError(f"could not be compiled: {summary}{more}",
                          target=first.target, region=first.name)
     proto = result.to_proto()
     step_constants = _step_constants(partitioned, {r.name for r in regions
@@ -193,6 +196,10 @@ def _compile(regions: list[RegionBuild], toolchain: Toolchain, progress_bar: boo
         region = next(r for r in regions if r.name == name)
         if isinstance(outcome, ToolchainError):
             region.status, region.reason = "fallback", f"compilation failed: {outcome.reason}"
+            if outcome.output:  # the report shows all of it, under its one-line summary
+                region.reason += f"\n{outcome.output}"
+                vendor_log.debug("target %s, region %s: the compiler rejected the sources:\n%s",
+                                 region.target, name, outcome.output)
         else:
             region.library = outcome
 
@@ -216,7 +223,7 @@ def _load_modules(regions: list[RegionBuild], store: Mapping) -> dict[str, tuple
             runners[region.name] = region_runner(region, store)
         except Exception as exc:  # the native loader or a vendor runtime refused it
             region.status = "fallback"
-            region.reason = f"module failed to load: {describe_exception(exc)}"
+            region.reason = load_failure(exc)
     return runners
 
 

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from byoc_sdk.conformance.commands import cmd_conformance, cmd_new_backend
 from byoc_sdk.errors import ByocError, OnnxRuntimeError, onnxruntime_reason
@@ -24,10 +25,6 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
 #: Models with at least this many nodes get stage-by-stage progress on stderr.
 PROGRESS_NODES = 10_000
-
-#: The options that name a file or folder to write, by dest, as the usage text shows them.
-OUTPUT_OPTIONS = {"output": "-o/--output", "dot": "--dot", "profile": "--profile",
-                  "save_outputs": "--save-outputs", "report": "--report", "junit": "--junit"}
 
 
 def _load_with_progress(args: argparse.Namespace, **options):
@@ -63,10 +60,24 @@ def _progress(verbose: bool) -> Callable[[str], None]:
     return say
 
 
+def _naming(parser: argparse.ArgumentParser, *flags: str, noun: str = "path",
+            **options: Any) -> None:
+    """Add to ``parser`` an argument that names something (a file or folder to read or to
+    write, by default), and record it in the command's ``named`` default, by dest, as its
+    usage text shows it: :func:`_check_names` refuses it empty. Recorded per command, for
+    one dest names different things in different commands (``package``: the package
+    file of ``run``, the Python package of ``new-backend``)."""
+    action = parser.add_argument(*flags, **options)
+    shown = "/".join(action.option_strings) or action.dest
+    parser.set_defaults(named={**(parser.get_default("named") or {}),
+                               action.dest: (shown, noun)})
+
+
 def _check_names(args: argparse.Namespace) -> None:
     """Refuse, before any work, what argparse takes but no command can use: a blank target
-    name, which the registry's "unknown target" error would not show, and an empty output
-    path, which would silently mean the default path, or no file at all."""
+    name, which the registry's "unknown target" error would not show, and an empty path
+    (or list of ops), which would silently mean the default, or no file at all, or come
+    back as an error about another thing (a model file named ".")."""
     names = getattr(args, "target", None)  # a list for partition and build
     for name in [names] if isinstance(names, str) else names or ():
         if not name.strip():
@@ -74,10 +85,11 @@ def _check_names(args: argparse.Namespace) -> None:
 
             known = ", ".join(target_names()) or "none"
             raise ByocError(f"target {name!r}: empty target name; installed targets: {known}")
-    for dest, option in OUTPUT_OPTIONS.items():
-        if getattr(args, dest, None) == "":
-            raise ByocError(f"argument {option}: empty path; give a path, or leave the "
-                            "option out")
+    for dest, (shown, noun) in getattr(args, "named", {}).items():
+        value = getattr(args, dest)
+        if value == "" or (isinstance(value, list) and "" in value):  # a list: repeatable
+            leave = ", or leave the option out" if shown.startswith("-") else ""
+            raise ByocError(f"argument {shown}: empty {noun}; give a {noun}{leave}")
 
 
 def _writable(path: Path, what: str) -> Path:
@@ -328,7 +340,7 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
     import numpy as np
 
     from byoc_sdk.loader import load_external_data, load_model
-    from byoc_sdk.testing import run_onnxruntime
+    from byoc_sdk.testing import close_elements, max_error, reference_scale, run_onnxruntime
 
     if args.reference:
         reference, label = load_model(args.reference), args.reference
@@ -357,20 +369,19 @@ def _check(args: argparse.Namespace, compiled, feeds: dict, outputs: dict) -> in
                   "MISMATCH")
             ok = False
             continue
-        if want.dtype.kind in "OSU":  # strings: equal or not, no distance
-            same = bool(np.array_equal(got, want))
-            ok &= same
-            print(f"  {name}: {'equal' if same else 'MISMATCH (values differ)'}")
-            continue
         # A NaN where onnxruntime has one too is the same result (a NaN weight, 0 * inf),
         # not a mismatch; a NaN on one side only still is.
-        same = (got == want) | (np.isnan(got) & np.isnan(want))
-        with np.errstate(invalid="ignore"):  # inf - inf: equal values, no error
-            diff = np.where(same, 0.0, np.abs(got.astype(np.float64) - want))
-        error = float(np.max(diff)) if want.size else 0.0
-        close = np.allclose(got, want, rtol=args.rtol, atol=args.atol, equal_nan=True)
-        ok &= bool(close)
-        print(f"  {name}: max abs error {error:.3g} {'ok' if close else 'MISMATCH'}")
+        close = close_elements(got, want, rtol=args.rtol, atol=args.atol)
+        bad = int(close.size - np.count_nonzero(close))
+        ok &= not bad
+        verdict = f"MISMATCH ({bad} of {close.size} elements)" if bad else "ok"
+        if want.dtype.kind in "OSU":  # strings: equal or not, no distance
+            print(f"  {name}: {'equal' if not bad else verdict}")
+            continue
+        scale = reference_scale(want)
+        scaled = (f", atol {args.atol * scale:.3g} ({args.atol:g} x largest |value| "
+                  f"{scale:.3g})" if scale > 1 else "")
+        print(f"  {name}: max abs error {max_error(got, want):.3g}{scaled} {verdict}")
     return EXIT_OK if ok else EXIT_INTERNAL
 
 
@@ -473,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # What partition and build share: the model, the targets, the region policy.
     partitioning = argparse.ArgumentParser(add_help=False)
-    partitioning.add_argument("model", help="ONNX model file")
+    _naming(partitioning, "model", help="ONNX model file")
     partitioning.add_argument("--target", "-t", action="append", required=True,
                               help="target to offload to (repeat for several; priority decides)")
     partitioning.add_argument("--min-region-size", type=_positive, metavar="N",
@@ -490,11 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fuse patterns, annotate, merge and partition MODEL; write the "
         "partitioned ONNX model and print a report.",
     )
-    part.add_argument("-o", "--output", help="partitioned model path "
+    _naming(part, "-o", "--output", help="partitioned model path "
                       "(default: MODEL_STEM.partitioned.onnx in the current folder)")
     part.add_argument("--explain", action="store_true", help="say for every node why it went where")
     part.add_argument("--json", action="store_true", help="print the report as JSON")
-    part.add_argument("--dot", metavar="FILE", help="write a Graphviz view coloured by target")
+    _naming(part, "--dot", metavar="FILE", help="write a Graphviz view coloured by target")
     part.set_defaults(run=cmd_partition, usage_error=part.error)
 
     bld = commands.add_parser(
@@ -503,12 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Partition MODEL, generate and compile code for every region, and write "
         "a .byoc package. Regions that cannot be built fall back to the host (reported).",
     )
-    bld.add_argument("-o", "--output", help="package path (default: MODEL_STEM.byoc)")
+    _naming(bld, "-o", "--output", help="package path (default: MODEL_STEM.byoc)")
     bld.add_argument("--input-shape", action="append", type=_shape_option, metavar="NAME=AxBxC",
                      help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)")
     bld.add_argument("--strict", action="store_true",
                      help="fail instead of falling back to the host when a region cannot build")
-    bld.add_argument("--tuning", metavar="FILE.json",
+    _naming(bld, "--tuning", metavar="FILE.json",
                      help="tuned codegen parameters per region: {region: {option: value}}")
     bld.set_defaults(run=cmd_build, usage_error=bld.error)
 
@@ -517,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load PACKAGE (checking every checksum), run it, print its outputs and "
         "the time spent per target.",
     )
-    run.add_argument("package", help=".byoc package")
+    _naming(run, "package", help=".byoc package")
     run.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input (.npy)")
     run.add_argument("--random-inputs", action="store_true",
                      help="random values for inputs not given with --input")
@@ -525,18 +536,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", type=_positive, default=1, help="run N times (timing)")
     run.add_argument("--check", action="store_true",
                      help="compare with onnxruntime on the package's partitioned model")
-    run.add_argument("--reference", metavar="MODEL.onnx",
+    _naming(run, "--reference", metavar="MODEL.onnx",
                      help="compare with onnxruntime on this (original) model")
     run.add_argument("--rtol", type=_tolerance, default=1e-4,
-                     help="relative tolerance of --check")
+                     help="relative tolerance of --check (of each value)")
     run.add_argument("--atol", type=_tolerance, default=1e-5,
-                     help="absolute tolerance of --check")
-    run.add_argument("--profile", metavar="FILE.json", help="write a Chrome trace of the steps")
-    run.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/NAME.npy")
+                     help="absolute tolerance of --check, per unit of an output's largest "
+                     "|value| (when above 1)")
+    _naming(run, "--profile", metavar="FILE.json", help="write a Chrome trace of the steps")
+    _naming(run, "--save-outputs", metavar="DIR", help="save outputs as DIR/NAME.npy")
     run.set_defaults(run=cmd_run, usage_error=run.error)
 
     ins = commands.add_parser("inspect", parents=[common], help="show what is inside a package")
-    ins.add_argument("package", help=".byoc package")
+    _naming(ins, "package", help=".byoc package")
     ins.add_argument("--json", action="store_true", help="print the manifest as JSON")
     ins.set_defaults(run=cmd_inspect)
 
@@ -555,12 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="target name (lowercase letters, digits and _)")
     new.add_argument("--kind", choices=("json", "c_source", "binary"), default="json",
                      help="what the codegen produces (default: json)")
-    new.add_argument("-o", "--output", default=".", metavar="DIR",
+    _naming(new, "-o", "--output", default=".", metavar="DIR",
                      help="folder to create the project in (default: the current one)")
     new.add_argument("--vendor", default="Example Silicon", help="the target's vendor")
-    new.add_argument("--ops", default="Relu,Add,MatMul", metavar="OP,OP",
+    _naming(new, "--ops", noun="list of ops", default="Relu,Add,MatMul", metavar="OP,OP",
                      help="ops to start with (default: Relu,Add,MatMul)")
-    new.add_argument("--package", help="Python package name (default: NAME_byoc)")
+    _naming(new, "--package", noun="name", help="Python package name (default: NAME_byoc)")
     new.set_defaults(run=cmd_new_backend)
 
     cnf = commands.add_parser(
@@ -569,12 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
         "unless it conforms.",
     )
     cnf.add_argument("--target", "-t", required=True, help="installed target to check")
-    cnf.add_argument("--report", metavar="FILE.json", help="write the report as JSON")
-    cnf.add_argument("--junit", metavar="FILE.xml", help="write JUnit XML")
+    _naming(cnf, "--report", metavar="FILE.json", help="write the report as JSON")
+    _naming(cnf, "--junit", metavar="FILE.xml", help="write JUnit XML")
     cnf.add_argument("-k", dest="keyword", metavar="EXPR", help="only checks matching EXPR")
-    cnf.add_argument("--xfail-file", metavar="FILE",
+    _naming(cnf, "--xfail-file", metavar="FILE",
                      help="expected failures (default: conformance_xfail.txt beside the target)")
-    cnf.add_argument("--model", action="append", metavar="FILE.onnx",
+    _naming(cnf, "--model", action="append", metavar="FILE.onnx",
                      help="a model of your own (static input shapes) to check beside the "
                      "bundled ones; repeatable")
     cnf.add_argument("-v", "--verbose", action="store_true", help="one line per check")

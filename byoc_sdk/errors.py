@@ -127,6 +127,11 @@ class PartitionError(ByocError):
     """A pass could not produce a valid partitioned model."""
 
 
+class ModuleError(ByocError):
+    """A compiled module does not keep the contract its artifact states (a region that
+    lists constants but whose library exports no ``<entry>_init`` to take them)."""
+
+
 class OnnxRuntimeError(ByocError):
     """onnxruntime refused a model that byoc's checks (onnx's) accepted: the host step it
     was to run, or a reference model to check against; or it failed running a host step

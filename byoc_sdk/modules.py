@@ -16,7 +16,13 @@ import numpy as np
 import onnx
 
 from byoc_sdk.codegen import Binary, CSource, JsonGraph
-from byoc_sdk.errors import OnnxRuntimeError, onnxruntime_reason
+from byoc_sdk.errors import (
+    ByocError,
+    ModuleError,
+    OnnxRuntimeError,
+    describe_exception,
+    onnxruntime_reason,
+)
 from byoc_sdk.memory_plan import ValueSpec
 from byoc_sdk.runtime import BoundCall, Runner, StepError
 from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
@@ -36,7 +42,20 @@ def native_runner(
     )
     if function.has_init:
         function.init(list(constants))
+    elif artifact.constants:
+        # The entry would read constant pointers nobody set: a crash of the whole process
+        # at the first run, rather than a region that falls back at load.
+        count = len(artifact.constants)
+        raise ModuleError(f"the artifact declares {count} constant{'s' if count > 1 else ''} "
+                          f"but its module exports no {artifact.entry}_init")
     return function
+
+
+def load_failure(exc: Exception) -> str:
+    """Why a region's module or vendor runtime did not load, for a report or an error
+    line; byoc's own errors say it in their words, anything else names its type."""
+    reason = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
+    return f"module failed to load: {reason}"
 
 
 def bind_native(function, inputs: Sequence[str], outputs: Sequence[str]):
@@ -90,6 +109,13 @@ def _checked_results(runtime: str, signature: RegionSignature):
     wanted = [(spec.name, spec.numpy_dtype, tuple(spec.shape)) for spec in signature.outputs]
 
     def check(results) -> list[np.ndarray]:
+        if isinstance(results, np.ndarray | np.generic):
+            # Taken as a sequence, an array would pass as its rows: "returned 2 outputs"
+            # for a (2, 3) result, or a wrong shape for a (1, 3) one.
+            raise StepError(f"vendor runtime '{runtime}' returned an array "
+                            f"({results.dtype}{tuple(results.shape)}), not a list of arrays "
+                            f"(one per output, {len(wanted)} expected)",
+                            target=signature.target, region=signature.region)
         results = list(results)
         if len(results) != len(wanted):
             raise StepError(f"vendor runtime '{runtime}' returned {len(results)} outputs, "
@@ -287,7 +313,6 @@ def assemble(
     import onnx_ir as ir
 
     from byoc_sdk.bulk import bulk_allocation
-    from byoc_sdk.errors import ByocError, OnnxRuntimeError, describe_exception, onnxruntime_reason
     from byoc_sdk.runtime import CompiledModel, Step
     from byoc_sdk.schedule import ModelTables, host_model, plan_steps
 
@@ -302,9 +327,8 @@ def assemble(
         try:
             runners[name] = region_runner(region, contents.constants)
         except Exception as exc:  # the native loader or a vendor runtime refused it
-            reason = exc.reason if isinstance(exc, ByocError) else describe_exception(exc)
-            raise ByocError(f"module failed to load: {reason}",
-                            file=source, target=region.target, region=name) from exc
+            raise ByocError(load_failure(exc), file=source, target=region.target,
+                            region=name) from exc
     initializers = {t.name for t in contents.model.graph.initializer}
     graph_outputs = set(contents.outputs)
     steps = []

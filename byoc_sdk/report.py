@@ -155,13 +155,20 @@ class PartitionReport:
                 where = f"{node.target}/{node.region}" if node.region else node.target
                 via = f" [in {node.composite}]" if node.composite else ""
                 lines.append(f"  {node.name} ({node.op_type}) -> {where}{via}: {node.reason}")
+            for node in self.folded:
+                lines.append(f"  {node.name} ({node.op_type}) -> folded: computed from "
+                             "constants alone")
         return "\n".join(one_line(line) for line in lines)
 
 
 def _flops(value: int) -> str:
-    """``value`` in the largest decimal unit it reaches, up to PFLOP ("20.00 TFLOP")."""
-    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6),
-                        ("kFLOP", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} FLOP"
+    """``value`` in the largest decimal unit it reaches once rounded to two decimals, up to
+    PFLOP ("20.00 TFLOP"): 999,995,000 is 1000.00 MFLOP rounded, so "1.00 GFLOP". Below
+    1000 it is shown exactly."""
+    if value < 1000:
+        return f"{value} FLOP"
+    for unit, scale in (("kFLOP", 1e3), ("MFLOP", 1e6), ("GFLOP", 1e9), ("TFLOP", 1e12)):
+        shown = f"{value / scale:.2f}"
+        if float(shown) < 1000:
+            return f"{shown} {unit}"
+    return f"{value / 1e15:.2f} PFLOP"

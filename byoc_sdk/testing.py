@@ -46,6 +46,40 @@ def float_model(nodes: Sequence[onnx.NodeProto], inputs: Mapping[str, Sequence[i
     return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
 
+#: Products with an empty operand or result, by name, for :func:`empty_product`.
+EMPTY_PRODUCTS = ("matmul_no_rows", "matmul_no_batches", "gemm_no_rows", "gemm_no_columns",
+                  "conv_no_images", "matmul_empty_reduction")
+
+
+def empty_product(case: str) -> onnx.ModelProto:
+    """A product of :data:`EMPTY_PRODUCTS` (a batch of 0, a GEMM of no columns, a reduction
+    over nothing) writing ``y``, then ``z = Relu(y)``: backends must build these and give
+    onnxruntime's (empty, or zero) results, launching no kernel for an empty output."""
+    rng = np.random.default_rng(2)
+    weights = {"w": rng.standard_normal((4, 3)).astype(np.float32)}
+    product = helper.make_node("MatMul", ["x", "w"], ["y"])
+    if case == "matmul_no_rows":
+        inputs: dict[str, tuple[int, ...]] = {"x": (0, 4)}
+    elif case == "matmul_no_batches":
+        inputs = {"x": (0, 2, 4)}
+    elif case == "gemm_no_rows":
+        product = helper.make_node("Gemm", ["x", "w", "b"], ["y"])
+        inputs, weights["b"] = {"x": (0, 4)}, np.ones(3, np.float32)
+    elif case == "gemm_no_columns":
+        product = helper.make_node("Gemm", ["x", "v"], ["y"])
+        inputs, weights = {"x": (2, 4), "v": (4, 0)}, {}
+    elif case == "conv_no_images":
+        product = helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])
+        inputs = {"x": (0, 2, 3, 3)}
+        weights = {"k": rng.standard_normal((5, 2, 3, 3)).astype(np.float32)}
+    elif case == "matmul_empty_reduction":
+        inputs, weights = {"x": (3, 0)}, {"w": np.zeros((0, 4), np.float32)}
+    else:
+        raise ValueError(f"no empty product named {case!r}")
+    return float_model([product, helper.make_node("Relu", ["y"], ["z"])], inputs, ["y", "z"],
+                       weights)
+
+
 def as_proto(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     """A ``ModelProto`` pinned to the IR version onnxruntime accepts."""
     if isinstance(model, ir.Model):
@@ -126,11 +160,64 @@ def assert_outputs_close(
     rtol: float = 1e-5,
     atol: float = 1e-6,
 ) -> None:
-    """The same output names, dtypes, and values within tolerance."""
+    """The same output names, dtypes and shapes, and values within tolerance (see
+    :func:`close_elements`)."""
     assert set(actual) == set(expected), f"outputs differ: {sorted(actual)} vs {sorted(expected)}"
     for name, want in expected.items():
-        assert actual[name].dtype == want.dtype, f"{name}: {actual[name].dtype} != {want.dtype}"
-        np.testing.assert_allclose(actual[name], want, rtol=rtol, atol=atol, err_msg=name)
+        got = np.asarray(actual[name])
+        assert got.dtype == want.dtype, f"{name}: {got.dtype} != {want.dtype}"
+        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+        close = close_elements(got, want, rtol=rtol, atol=atol)
+        assert close.all(), (
+            f"{name}: {int((~close).sum())} of {close.size} elements out of tolerance, max abs "
+            f"error {max_error(got, want):.3g} (rtol {rtol:g}, atol {atol:g} x "
+            f"{reference_scale(want):.3g})")
+
+
+def reference_scale(expected: np.ndarray) -> float:
+    """What the absolute tolerance of a comparison with ``expected`` is multiplied by: its
+    largest finite magnitude, and at least 1.
+
+    float32 rounding errors follow the magnitudes a result is summed from, not each
+    element: in 64x1024 @ 1024x512 of standard normals (values up to 128), numpy and
+    onnxruntime, both right, differ by up to 7e-5, and by 2e-5 on values below 0.1 that
+    their 1024 terms cancel to. So the absolute tolerance grows with the result's scale,
+    while an error of 1e-3 of every value still fails, at the largest value. Below 1 the
+    tolerance stays as given, so that small results (probabilities) are held as tightly.
+    """
+    magnitude = np.abs(_wide(expected))
+    magnitude = magnitude[np.isfinite(magnitude)]
+    return max(1.0, float(magnitude.max())) if magnitude.size else 1.0
+
+
+def close_elements(actual: np.ndarray, expected: np.ndarray, *, rtol: float,
+                   atol: float) -> np.ndarray:
+    """Which elements of ``actual`` match ``expected`` (the reference, of the same shape):
+    ``|actual - expected| <= atol * reference_scale(expected) + rtol * |expected|``, where a
+    NaN matches only a NaN and an infinity only the same infinity. Strings match when equal."""
+    if np.asarray(expected).dtype.kind in "OSU":
+        return np.asarray(np.asarray(actual) == np.asarray(expected), bool)
+    return np.isclose(_wide(actual), _wide(expected), rtol=rtol,
+                      atol=atol * reference_scale(expected), equal_nan=True)
+
+
+def max_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """The largest absolute difference: 0 where both are NaN or equal infinities, infinite
+    where only one side is NaN (a NaN beside a number is as wrong as a result can be)."""
+    if np.asarray(expected).size == 0:
+        return 0.0
+    a, e = _wide(actual), _wide(expected)
+    same = (a == e) | (np.isnan(a) & np.isnan(e))
+    with np.errstate(invalid="ignore"):  # inf - inf where only one side is infinite
+        diff = np.where(same, 0.0, np.abs(a - e))
+    return float(np.nan_to_num(diff, nan=np.inf).max())
+
+
+def _wide(values: np.ndarray) -> np.ndarray:
+    """``values`` as float64 (complex128 if complex), so that differences neither wrap
+    (integers), fail (bool) nor round (float16, bfloat16)."""
+    values = np.asarray(values)
+    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64)
 
 
 class ModelBuilder:

@@ -35,7 +35,17 @@ KEEP_FAILED = 20
 
 
 class ToolchainError(ByocError):
-    """A compiler is missing or rejected a region's sources."""
+    """A compiler is missing or rejected a region's sources.
+
+    The message is one line; for rejected sources it holds the compiler's first error
+    and where the sources were kept, and ``output`` the compiler's own message (its
+    first lines), for the build report and ``--debug``.
+    """
+
+    def __init__(self, message: str, *, output: str = "", target: str | None = None,
+                 region: str | None = None) -> None:
+        self.output = output
+        super().__init__(message, target=target, region=region)
 
 
 def cache_dir() -> Path:
@@ -143,9 +153,8 @@ class Toolchain:
                 # The build folder goes away; point the compiler's file:line at the copy.
                 message = (done.stderr or done.stdout).replace(f"{work}/", f"{kept}/")
                 raise ToolchainError(
-                    f"{Path(command[0]).name} failed (sources kept in {kept}):\n"
-                    f"{_trim(message)}",
-                    target=job.target, region=job.region,
+                    f"{Path(command[0]).name} failed: {_first_error(message)}; sources kept "
+                    f"in {kept}", output=_trim(message), target=job.target, region=job.region,
                 )
             os.replace(partial, output)
 
@@ -202,6 +211,18 @@ def _env_of(artifact: CSource) -> str:
     if artifact.language == "cuda":
         return "NVCC"
     return "CXX" if any(n.endswith(_CXX_SUFFIXES) for n in artifact.sources) else "CC"
+
+
+def _first_error(message: str) -> str:
+    """The line of a compiler's ``message`` that says what is wrong: the first
+    ``error:`` line (gcc, clang and nvcc all write one, after context lines such as
+    "In function ..."), else its first line, with how many more errors follow."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    if not errors:
+        return lines[0] if lines else "no message"
+    more = len(errors) - 1
+    return errors[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
 
 
 def _trim(text: str) -> str:

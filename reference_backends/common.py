@@ -150,6 +150,21 @@ def spatial_rank_check(spatial: int = 2, what: str = "pooling") -> OpCheck:
     return check
 
 
+def global_pool_check(node: NodeInfo) -> CheckResult:
+    """A 2-D global pooling whose window is not empty: the average of no elements is
+    0 / 0, which onnxruntime refuses to compute ("Only N can be zero") where a kernel
+    would quietly give 0; left on the host, the model fails in onnxruntime's words."""
+    reason = _spatial_rank_reason(node, 2, "pooling")
+    if reason is not None:
+        return reason
+    value = node.node.inputs[0]
+    spatial = [] if value is None or value.shape is None else list(value.shape.dims)[2:]
+    if 0 in spatial:
+        return (f"pooling over an empty window ({'x'.join(map(str, spatial))}) is undefined "
+                "(onnxruntime refuses it)")
+    return True
+
+
 def max_rank_check(max_rank: int, owner: str) -> OpCheck:
     """No input or output may have more than ``max_rank`` dims."""
 
@@ -454,7 +469,7 @@ def declare_float_kernels(target: Target) -> None:
     target.support("MaxPool", "AveragePool", dtypes=f, static_shapes=True,
                    note="2-D, no indices output")(pool2d_check())
     target.support("GlobalAveragePool", dtypes=f, static_shapes=True,
-                   note="2-D")(spatial_rank_check(2, "pooling"))
+                   note="2-D, non-empty window")(global_pool_check)
     target.support(*REDUCE_OPS, dtypes=f, const_inputs=(1,), static_shapes=True)
     target.support("Softmax", dtypes=f, static_shapes=True)
     target.support("LayerNormalization", dtypes=f, static_shapes=True,

@@ -27,6 +27,7 @@ from byoc_sdk import (
     CompiledModel,
     CSource,
     InputError,
+    JsonGraph,
     Profile,
     StepError,
     build,
@@ -203,8 +204,22 @@ def _no_abi_version(region):
     return CSource({"noversion.c": source}, "entry")
 
 
+def _constants_without_init(region):
+    # A module that compiles and loads but has nowhere to take its constants: its entry
+    # would read pointers nobody set (a crash of the process at the first run, before).
+    source = ('#include "byoc/abi.h"\nBYOC_DEFINE_ABI_VERSION\nBYOC_EXPORT int32_t entry('
+              "const byoc_tensor* i, int32_t ni, const byoc_tensor* o, int32_t no, char* e, "
+              "size_t es) { return 0; }\n")
+    return CSource({"noinit.c": source}, "entry", constants=list(region.constants))
+
+
 def _bad_bytecode(region):
     return Binary(b"NOPE" + bytes(12), runtime="bytedemo")
+
+
+def _graph(graph):
+    """A codegen returning a JsonGraph of ``graph`` (the jsondemo runtime's)."""
+    return lambda region: JsonGraph(graph, runtime="jsondemo")
 
 
 _HEADER_ONLY = '#include "byoc/abi.h"\nBYOC_DEFINE_ABI_VERSION\n'
@@ -227,6 +242,9 @@ FAILURES = {
     "unknown constant": (_unknown_constant, ["invalid artifact", "no_such_constant"]),
     "syntax error": (_syntax_error, ["compilation failed", "broken.c", "error"]),
     "no ABI version": (_no_abi_version, ["module failed to load", "byoc_abi_version"]),
+    "constants but no _init": (_constants_without_init,
+                               ["module failed to load: the artifact declares 2 constants "
+                                "but its module exports no entry_init"]),
     "runtime rejects program": (_bad_bytecode, ["module failed to load", "ValueError",
                                                 "not a bytedemo program"]),
     "sources as a list": (_malformed(sources=[_HEADER_ONLY]),
@@ -239,6 +257,13 @@ FAILURES = {
     "entry not a string": (_malformed(entry=5), ["invalid artifact", "CSource.entry 5"]),
     "flags as a string": (_malformed(flags="-O2"), ["invalid artifact", "CSource.flags"]),
     "flags not strings": (_malformed(flags=[2]), ["invalid artifact", "CSource.flags"]),
+    "graph not JSON": (_graph({"nodes": {1, 2}}), ["invalid artifact", "not JSON-serialisable"]),
+    # Python writes NaN and Infinity into JSON, which strict readers refuse.
+    "graph with NaN": (_graph({"nodes": [{"op": "leaky_relu", "alpha": float("nan")}]}),
+                       ["invalid artifact", "JsonGraph.graph['nodes'][0]['alpha'] is nan",
+                        "JSON has no NaN or infinity"]),
+    "graph with infinity": (_graph({"fill": [0.0, -np.inf]}),
+                            ["invalid artifact", "JsonGraph.graph['fill'][1] is -inf"]),
 }
 
 
@@ -300,6 +325,23 @@ def test_compiler_message_is_in_the_report(example_targets, example_model):
     reason = compiled.report.fallbacks[0].reason
     # The compiler's own diagnostic, with the file and line it points at.
     assert "broken.c:2" in reason, reason
+    # Under a one-line summary, the compiler's whole output.
+    summary, *output = reason.splitlines()
+    assert summary.startswith("compilation failed: ") and "sources kept in " in summary
+    assert any("broken.c:2" in line for line in output)
+
+
+def test_strict_compile_failure_is_one_line_with_the_first_error(example_targets,
+                                                                example_model):
+    # Before: the whole compiler output on the error line, "\n" escaped.
+    target = dataclasses.replace(example_targets["c_source"].target, codegen=_syntax_error)
+    with pytest.raises(BuildError) as raised:
+        build(example_model(), [target], strict=True)
+    message = str(raised.value)
+    assert "\\n" not in message and "\n" not in message
+    assert "broken.c:2:" in message and "error:" in message
+    assert message.endswith(" (and 1 more regions)")
+    assert "; sources kept in " in message
 
 
 # --- run-time failures ----------------------------------------------------------------

@@ -287,6 +287,25 @@ def test_cuda_declines() -> None:
     declines(cuda, node("Reshape", x(2, 3), x(1, dtype="int64")), "input 1", "constant")
 
 
+@pytest.mark.parametrize("target", [cpu, cuda], ids=["cpu", "cuda"])
+def test_global_average_pool_over_an_empty_window_stays_on_the_host(target) -> None:
+    # Before: claimed, and its kernel gave 0 where onnxruntime refuses (0 / 0).
+    declines(target, node("GlobalAveragePool", x(1, 2, 0, 4)), "empty window (0x4)",
+             "onnxruntime refuses it")
+    declines(target, node("GlobalAveragePool", x(1, 2, 4, 0)), "empty window (4x0)")
+    accepts(target, node("GlobalAveragePool", x(0, 2, 4, 4)))  # no images: nothing to average
+
+
+def test_global_average_pool_over_an_empty_window_fails_in_onnxruntimes_words() -> None:
+    from byoc_sdk import StepError, build
+
+    model = model_of([("GlobalAveragePool", [x(1, 2, 0, 4)], {})])
+    compiled = build(model, [cpu, cuda])
+    assert {n.target for n in compiled.report.partition.nodes} == {"host"}
+    with pytest.raises(StepError, match="Only N can be zero"):
+        compiled.run({"n0_in0": np.zeros((1, 2, 0, 4), np.float32)})
+
+
 # --- patterns ----------------------------------------------------------------------
 
 

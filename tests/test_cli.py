@@ -425,10 +425,84 @@ def test_run_check_compares_dtypes_too(tmp_path, capsys):
     assert "y: float64(2, 4), expected float32(2, 4) MISMATCH" in out
 
 
+def test_run_check_holds_an_output_to_its_own_scale(tmp_path, capsys):
+    # float32 sums of 1024 products differ in their last bits between any two correct
+    # kernels (numpy and onnxruntime by 7e-5 here): before, MISMATCH on every backend.
+    from byoc_sdk.testing import float_model
+
+    weight = np.random.default_rng(0).standard_normal((1024, 512)).astype(np.float32)
+    model = float_model([onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+                        {"x": (64, 1024)}, ["y"], {"w": weight})
+    onnx.save(model, tmp_path / "mm.onnx")
+    package = tmp_path / "mm.byoc"
+    assert main(["build", str(tmp_path / "mm.onnx"), "-t", "cpu", "-o", str(package)]) == 0
+    capsys.readouterr()
+
+    code = main(["run", str(package), "--random-inputs", "--check"])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert code == 0, line
+    assert line.startswith("  y: max abs error ") and line.endswith(" ok")
+    assert "atol 0.00128 (1e-05 x largest |value| 128)" in line
+
+
+@pytest.mark.parametrize("package_body, reference_body, verdict", [
+    # 1e-3 too large everywhere: caught at the largest values, small or large scale.
+    ("y = Mul(x, c)", "y = Identity(x)", "MISMATCH"),
+    ("y = Mul(z, c)", "y = Identity(z)", "MISMATCH"),
+    # A NaN where onnxruntime has a number, or the other way round.
+    ("y = Sqrt(x)", "y = Sqrt(a)", "MISMATCH"),
+    ("y = Sqrt(a)", "y = Sqrt(x)", "MISMATCH"),
+    # Equal NaNs are the same result.
+    ("y = Sqrt(x)", "y = Sqrt(x)", "ok"),
+])
+def test_run_check_catches_what_is_wrong_at_any_scale(tmp_path, capsys, package_body,
+                                                     reference_body, verdict):
+    def model(body: str) -> onnx.ModelProto:
+        return onnx_text(f"""
+            g (float[8, 64] x) => (float[8, 64] y)
+              <float c = {{1.001}}, float big = {{1000.0}}> {{
+              a = Abs(x)
+              z = Mul(x, big)
+              {body}
+            }}""")
+
+    onnx.save(model(package_body), tmp_path / "m.onnx")
+    onnx.save(model(reference_body), tmp_path / "ref.onnx")
+    package = tmp_path / "m.byoc"
+    assert main(["build", str(tmp_path / "m.onnx"), "-t", "cpu", "-o", str(package)]) == 0
+    capsys.readouterr()
+
+    code = main(["run", str(package), "--random-inputs", "--reference",
+                 str(tmp_path / "ref.onnx")])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert code == (0 if verdict == "ok" else 1), line
+    assert line.endswith(" ok") if verdict == "ok" else line.endswith(" of 512 elements)")
+
+
+@pytest.mark.parametrize(("got", "want", "close"), [
+    ([1.0, np.nan, np.inf], [1.0, np.nan, np.inf], [True, True, True]),
+    ([np.nan, 1.0, -np.inf], [1.0, np.nan, np.inf], [False, False, False]),
+    # The absolute tolerance grows with the largest finite |value|, never below atol.
+    ([100.0, 0.0009], [100.0, 0.0], [True, True]),
+    ([100.0, 0.0011], [100.0, 0.0], [True, False]),
+    ([0.5, 1.5e-5], [0.5, 0.0], [True, False]),
+    ([0.5, 0.5e-5], [0.5, np.inf], [True, False]),
+])
+def test_close_elements_scales_atol_by_the_reference(got, want, close):
+    from byoc_sdk.testing import close_elements
+
+    actual = close_elements(np.array(got, np.float32), np.array(want, np.float32),
+                            rtol=0.0, atol=1e-5)
+    assert actual.tolist() == close
+
+
 @pytest.mark.parametrize("flops, text", [
     (999, "999 FLOP"), (12_780_000, "12.78 MFLOP"), (160_000_000_000, "160.00 GFLOP"),
     (123_456_700_000_000, "123.46 TFLOP"), (2_500_000_000_000_000, "2.50 PFLOP"),
     (1_500_000_000_000_000_000, "1500.00 PFLOP"),
+    # Rounded up to the next unit: before, "1000.00 MFLOP" and "1000.00 kFLOP".
+    (999_995_000, "1.00 GFLOP"), (999_995, "1.00 MFLOP"), (999_994_999, "999.99 MFLOP"),
+    (1000, "1.00 kFLOP"), (999_995_000_000_000, "1.00 PFLOP"),
 ])
 def test_flops_take_the_largest_unit_they_reach(flops, text):
     from byoc_sdk.report import _flops

@@ -423,7 +423,7 @@ def test_check_counts_nan_on_both_sides_as_equal(capsys, tmp_path):
     code, out, _ = byoc(capsys, "run", tmp_path / "m.byoc", "--random-inputs", "--check")
 
     assert code == 0, out
-    assert "y: max abs error 0 ok" in out
+    assert "y: max abs error 0, atol 1.14e-05 (1e-05 x largest |value| 1.14) ok" in out
 
 
 def test_reference_with_external_data_runs_from_any_folder(capsys, package, tmp_path,
@@ -579,3 +579,45 @@ def test_an_empty_output_path_is_one_error_line(args, option, capsys, tmp_path, 
     assert one_error_line(err) == (f"byoc: error: argument {option}: empty path; give a "
                                    "path, or leave the option out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("build", "m.onnx", "-t", "simaccel", "--tuning", ""), "argument --tuning: empty path"),
+    (("run", "m.byoc", "--reference", ""), "argument --reference: empty path"),
+    (("conformance", "-t", "simaccel", "--xfail-file", ""),
+     "argument --xfail-file: empty path"),
+    (("conformance", "-t", "simaccel", "--model", "m.onnx", "--model", ""),
+     "argument --model: empty path"),
+    (("new-backend", "acc", "--ops", ""), "argument --ops: empty list of ops"),
+    (("new-backend", "acc", "--package", ""), "argument --package: empty name"),
+], ids=["tuning", "reference", "xfail-file", "model", "ops", "package"])
+def test_an_empty_input_option_is_one_error_line(args, message, capsys, tmp_path,
+                                                 monkeypatch):
+    """Before, --tuning '' built without tuning, --reference '' ran without a check,
+    --xfail-file '' took the default file and --package '' the default name, without a
+    word; --model '' was "file .: is a directory" and --ops '' "ops [] are not starter
+    ops". Refused before any work, as empty output paths are."""
+    monkeypatch.chdir(tmp_path)
+    onnx.save_model(model_zoo.small_cnn(), "m.onnx")
+
+    code, out, err = byoc(capsys, *args)
+
+    assert code == 2 and out == ""
+    what = message.rsplit("empty ", 1)[1]
+    assert one_error_line(err) == (f"byoc: error: {message}; give a {what}, or leave the "
+                                   "option out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("args, argument", [
+    (("partition", "", "-t", "simaccel"), "model"),
+    (("build", "", "-t", "simaccel"), "model"),
+    (("run", ""), "package"),
+    (("inspect", ""), "package"),
+], ids=["partition", "build", "run", "inspect"])
+def test_an_empty_file_argument_is_one_error_line(args, argument, capsys):
+    # Before: "file .: is a directory, not an ONNX model file" (partition, build).
+    code, out, err = byoc(capsys, *args)
+
+    assert code == 2 and out == ""
+    assert one_error_line(err) == f"byoc: error: argument {argument}: empty path; give a path"

@@ -18,8 +18,8 @@ from onnx import TensorProto, helper
 import byoc_sdk as byoc
 from byoc_sdk.build import BuildError
 from byoc_sdk.codegen import CSource
+from byoc_sdk.testing import EMPTY_PRODUCTS, empty_product, random_feeds, run_onnxruntime
 from byoc_sdk.testing import float_model as model
-from byoc_sdk.testing import run_onnxruntime
 from byoc_sdk.toolchain import CompileJob, Toolchain
 from partition.policy import RegionPolicy
 
@@ -100,28 +100,10 @@ def test_conv_op_record_still_refuses_unknown_keys() -> None:
         build(proto, {"ops": {"Conv": {"bm": 32, "tiles": 2}}})
 
 
-@pytest.mark.parametrize("case", ["matmul_no_rows", "matmul_no_batches", "gemm_no_columns",
-                                  "conv_no_images"])
+@pytest.mark.parametrize("case", [c for c in EMPTY_PRODUCTS if c != "matmul_empty_reduction"])
 def test_empty_products_launch_nothing(case: str) -> None:
     """A tiled product with no rows, columns or batches has a grid of zero blocks, which
     CUDA refuses ('invalid configuration argument'): the build succeeded and every run
     failed. An empty output needs no kernel, so none is launched."""
-    rng = np.random.default_rng(2)
-    weights = {"w": rng.standard_normal((4, 3)).astype(np.float32)}
-    if case == "matmul_no_rows":
-        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
-        inputs: dict[str, tuple[int, ...]] = {"x": (0, 4)}
-    elif case == "matmul_no_batches":
-        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
-        inputs = {"x": (0, 2, 4)}
-    elif case == "gemm_no_columns":
-        nodes = [helper.make_node("Gemm", ["x", "v"], ["y"])]
-        inputs, weights = {"x": (2, 4), "v": (4, 0)}, {}
-    else:
-        nodes = [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])]
-        inputs = {"x": (0, 2, 3, 3)}
-        weights = {"k": rng.standard_normal((5, 2, 3, 3)).astype(np.float32)}
-    # A computed tensor after the empty one: its kernel is skipped too.
-    nodes.append(helper.make_node("Relu", ["y"], ["z"]))
-    proto = model(nodes, inputs, ["y", "z"], weights)
-    check(proto, {name: np.zeros(shape, np.float32) for name, shape in inputs.items()})
+    proto = empty_product(case)  # the Relu after the empty product is skipped too
+    check(proto, random_feeds(proto))

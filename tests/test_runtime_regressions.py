@@ -175,6 +175,8 @@ class _SloppyRuntime(VendorRuntime):
             return [result.tolist()]
         if kind == "scalar":  # a numpy scalar for a 0-d output: fine
             return [np.float32(result.reshape(()))]
+        if kind == "bare":  # the array itself, not a list holding it
+            return result
         return [result]
 
 
@@ -205,6 +207,25 @@ def test_a_vendor_result_of_the_wrong_type_names_its_own_region(kind):
     assert caught.value.context.region == first
     assert caught.value.context.target == "sloppy"
     assert "expected float32(2, 3)" in str(caught.value)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (1, 3), (3,)])
+def test_a_vendor_array_returned_bare_is_named_as_such(shape):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    compiled = build(_model(nodes, [_info("x", shape)], [_info("y", shape)]),
+                     [_sloppy_target()])
+    _RETURNS["kind"] = "bare"
+    try:
+        with pytest.raises(StepError) as caught:
+            compiled.run({"x": np.ones(shape, np.float32)})
+    finally:
+        _RETURNS["kind"] = "ok"
+    # Before: its rows taken for outputs, "returned 2 outputs, expected 1" for (2, 3), a
+    # wrong shape for (1, 3), "returned 3 outputs" for (3,).
+    assert str(caught.value).endswith(
+        f"vendor runtime 'regression_sloppy' returned an array (float32{shape}), not a list "
+        "of arrays (one per output, 1 expected)")
+    assert caught.value.context.target == "sloppy"
 
 
 def test_a_vendor_numpy_scalar_for_a_0d_output_is_accepted():

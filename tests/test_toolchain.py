@@ -141,6 +141,26 @@ def test_compiler_error_names_region_target_and_cause(tmp_path):
     assert f"{kept}:3" in message and "undeclared_name" in kept.read_text()
 
 
+def test_compiler_error_is_one_line_with_the_first_error_and_the_output_apart(tmp_path):
+    # Before: the whole compiler output in the message, its line breaks escaped as "\n"
+    # (1000+ characters on one error line).
+    source = ('#include "byoc/abi.h"\nint32_t broken(void) {\n  int a = first_name;\n'
+              "  int b = second_name;\n  return a + b;\n}\n")
+    job = CompileJob("r1", "demo", CSource({"broken.c": source}, "broken"))
+    with pytest.raises(ToolchainError) as raised:
+        Toolchain(cache=tmp_path).compile(job)
+    error = raised.value
+    (kept,) = tmp_path.glob("failed/*")
+    assert "\n" not in error.reason
+    first, rest = error.reason.split(": ", 1)
+    assert first == Path(Toolchain(cache=tmp_path).cc).name + " failed"
+    assert rest.startswith(f"{kept}/broken.c:3:") and "first_name" in rest
+    assert "second_name" not in rest and "(and 1 more error)" in rest
+    assert rest.endswith(f"; sources kept in {kept}")
+    # The compiler's own words, for the build report and --debug.
+    assert "first_name" in error.output and "second_name" in error.output
+
+
 def test_only_the_newest_rejected_builds_are_kept(tmp_path, monkeypatch):
     from byoc_sdk import toolchain as toolchain_module
 
@@ -260,6 +280,6 @@ def test_nvcc_error_is_reported(tmp_path):
     job = CompileJob("cuda_bad", "demo",
                      CSource({"bad.cu": "__global__ void k( {}\n"}, "cuda_bad",
                              language="cuda"))
-    with pytest.raises(ToolchainError, match=r"nvcc failed (.|\n)*bad\.cu") as raised:
+    with pytest.raises(ToolchainError, match=r"nvcc failed: .*bad\.cu.*error") as raised:
         Toolchain(cache=tmp_path).compile(job)
     assert raised.value.context.region == "cuda_bad"

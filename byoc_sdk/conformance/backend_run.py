@@ -7,6 +7,7 @@ import numpy as np
 from byoc_sdk.conformance import checks
 from byoc_sdk.conformance.backend_tests import NodeTest, prepare
 from byoc_sdk.target import Target
+from byoc_sdk.testing import max_error
 from partition.policy import RegionPolicy
 
 
@@ -31,7 +32,7 @@ def run_node_test(test: NodeTest, target: Target) -> checks.Outcome:
         if got.shape != want.shape or got.dtype != want.dtype:
             raise checks.Failed(f"output {name} is {got.dtype}{got.shape}, ONNX expects "
                                 f"{want.dtype}{want.shape}")
-        error = checks.max_error(got, want)
+        error = max_error(got, want)
         worst = max(worst, error)
         rtol, atol = _tolerance(test, want.dtype.name)
         if not np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol,

@@ -18,6 +18,7 @@ import onnx
 
 from byoc_sdk.errors import ByocError
 from byoc_sdk.target import Target
+from byoc_sdk.testing import max_error, run_onnxruntime
 from partition.policy import RegionPolicy
 
 #: (rtol, atol) per element type; integer and boolean results must match exactly.
@@ -58,18 +59,6 @@ def tolerance(dtype: str, scale: float = 1.0) -> tuple[float, float]:
     """(rtol, atol) for results of element type ``dtype``, scaled for the op."""
     rtol, atol = TOLERANCES.get(str(dtype), (0.0, 0.0))
     return rtol * scale, atol * scale
-
-
-def max_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Largest absolute difference, NaN where both are NaN and equal infinities ignored."""
-    if actual.size == 0:
-        return 0.0
-    a = np.asarray(actual).astype(np.float64)
-    e = np.asarray(expected).astype(np.float64)
-    same = (a == e) | (np.isnan(a) & np.isnan(e))
-    with np.errstate(invalid="ignore"):  # inf - inf where only one side is infinite
-        diff = np.where(same, 0.0, np.abs(a - e))
-    return float(np.nan_to_num(diff, nan=np.inf).max())
 
 
 def compare(
@@ -129,8 +118,6 @@ def compare_placed(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.n
 
 def reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """onnxruntime's outputs on the original model; :class:`Skipped` if it cannot run it."""
-    from byoc_sdk.testing import run_onnxruntime
-
     try:
         return run_onnxruntime(model, feeds)
     except Exception as exc:  # onnxruntime raises its own untyped errors

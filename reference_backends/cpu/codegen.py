@@ -43,10 +43,16 @@ def write_module(region: Region, program: Program) -> CSource:
     kernels = CWriter()
     calls: list[str] = []
     for index, kernel in enumerate(program.kernels):
+        name = f"k{index}"
+        if not kernel.output.size:
+            # Nothing to compute (a MatMul of no rows), and the kernels' tile loops assume
+            # at least one element.
+            kernels.comment(f"{name}: {kernel.describe()} (empty output: not run)")
+            kernels.line()
+            continue
         ctx = KernelContext(module, storage.name)
         body = CWriter(depth=1)
         kernel.emit(body, ctx)
-        name = f"k{index}"
         kernels.comment(f"{name}: {kernel.describe()}")
         params = ", ".join([*(p.decl for p in ctx.params.values()),
                             "char* error", "size_t error_size"])

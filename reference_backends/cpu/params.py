@@ -216,11 +216,14 @@ def default_gemm(m: int, n: int, k: int, vector_width: int) -> GemmSchedule:
     """A GEMM schedule for ``(m, n, k)``: a tall register tile unless M is small, two
     vectors of columns unless N is narrow, and units of work of about 2 MFLOP."""
     nv = 2 if n > vector_width else 1
-    mr = min(8 if nv == 2 else 12, m)
+    # A product of no rows (a batch of 0) is never run, but its schedule is still made
+    # (and listed in tuning records): sized as for one row, every tile holds at least one.
+    rows = max(m, 1)
+    mr = min(8 if nv == 2 else 12, rows)
     nr = nv * vector_width
     nc = min(_round_up(n, nr), 4 * nr)
     rows_for_work = max(1, (1 << 20) // max(1, nc * k))
-    mc = min(_round_up(m, mr), _round_up(max(mr, rows_for_work), mr), 8 * mr)
+    mc = min(_round_up(rows, mr), _round_up(max(mr, rows_for_work), mr), 8 * mr)
     return GemmSchedule(mr=mr, nv=nv, mc=mc, nc=nc)
 
 
