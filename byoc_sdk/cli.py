@@ -27,14 +27,14 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 PROGRESS_NODES = 10_000
 
 
-def _load_with_progress(args: argparse.Namespace, **options):
+def _load_with_progress(args: argparse.Namespace):
     """Load ``args.model`` and pick the stage reporter: timings with ``-v``, stage names
     alone for models big enough to take a while, silence otherwise."""
     from byoc_sdk.loader import load_model
 
     say = _progress(True) if args.verbose else _quiet
     say("load")
-    model = load_model(args.model, **options)
+    model = load_model(args.model, input_shapes=dict(args.input_shape or []) or None)
     if not args.verbose and model.graph.num_nodes() >= PROGRESS_NODES:
         say = _progress(False)
     return model, say
@@ -236,7 +236,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not isinstance(tuning, dict) or not all(isinstance(v, dict) for v in tuning.values()):
             raise ByocError("tuning records must be a JSON object of objects, "
                             '{"region": {"option": value}}', file=args.tuning)
-    model, say = _load_with_progress(args, input_shapes=dict(args.input_shape or []) or None)
+    model, say = _load_with_progress(args)
     compiled = build(
         model, args.target, strict=args.strict, policy=_policy(args), tuning=tuning,
         progress=say, progress_bar=sys.stderr.isatty(),
@@ -487,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     _naming(partitioning, "model", help="ONNX model file")
     partitioning.add_argument("--target", "-t", action="append", required=True,
                               help="target to offload to (repeat for several; priority decides)")
+    partitioning.add_argument("--input-shape", action="append", type=_shape_option,
+                              metavar="NAME=AxBxC",
+                              help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)")
     partitioning.add_argument("--min-region-size", type=_positive, metavar="N",
                               help="keep regions of at least N nodes, whatever they hold "
                               "(replaces target policies)")
@@ -515,8 +518,6 @@ def build_parser() -> argparse.ArgumentParser:
         "a .byoc package. Regions that cannot be built fall back to the host (reported).",
     )
     _naming(bld, "-o", "--output", help="package path (default: MODEL_STEM.byoc)")
-    bld.add_argument("--input-shape", action="append", type=_shape_option, metavar="NAME=AxBxC",
-                     help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)")
     bld.add_argument("--strict", action="store_true",
                      help="fail instead of falling back to the host when a region cannot build")
     _naming(bld, "--tuning", metavar="FILE.json",

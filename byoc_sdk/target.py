@@ -115,6 +115,11 @@ def _all_static(values: Sequence[ir.Value | None]) -> bool:
     return True
 
 
+#: The words of every reason that declines a node for a dynamic shape: the report counts
+#: them to suggest fixing the model's input shapes.
+NEEDS_STATIC_SHAPES = "needs static shapes"
+
+
 def _dynamic_reason(
     target: str, op_type: str, inputs: Sequence[ir.Value | None], outputs: Sequence[ir.Value]
 ) -> str:
@@ -122,7 +127,8 @@ def _dynamic_reason(
     for kind, group in (("input", inputs), ("output", outputs)):
         for index, value in enumerate(group):
             if not _all_static((value,)):
-                return f"{target} needs static shapes ({kind} {index} of {op_type} is dynamic)"
+                return (f"{target} {NEEDS_STATIC_SHAPES} ({kind} {index} of {op_type} "
+                        "is dynamic)")
     raise AssertionError("every shape is static")
 
 

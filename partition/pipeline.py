@@ -20,7 +20,7 @@ from byoc_sdk.flops import node_flops
 from byoc_sdk.loader import NOTES_KEY, SOURCE_KEY, ModelSource, load_external_data, load_model
 from byoc_sdk.registry import resolve_targets
 from byoc_sdk.report import NodeRecord, PartitionReport, RegionRecord
-from byoc_sdk.target import Target
+from byoc_sdk.target import NEEDS_STATIC_SHAPES, Target
 from partition.annotate import AnnotateTargetPass
 from partition.decision import HOST, composite_of, decision_of
 from partition.fold_constants import FOLDED_KEY
@@ -186,6 +186,28 @@ def _report(
         targets=[t.name for t in targets],
         nodes=records,
         regions=regions,
-        notes=list(model.meta.get(NOTES_KEY, [])),
+        notes=[*model.meta.get(NOTES_KEY, []), *_static_shapes_hint(model, records)],
         folded=list(model.meta.get(FOLDED_KEY, [])),
     )
+
+
+def _static_shapes_hint(model: ir.Model, records: list[NodeRecord]) -> list[str]:
+    """A note when nodes stayed on the host for want of static shapes while graph inputs
+    have dynamic dimensions: giving those shapes is the fix, and nothing else says so."""
+    held = sum(1 for r in records if r.target == HOST and NEEDS_STATIC_SHAPES in r.reason)
+    dynamic = [v for v in model.graph.inputs if not v.is_initializer()
+               and (v.shape is None or not v.shape.is_static())]
+    if not held or not dynamic:
+        return []
+    shapes, examples = [], []
+    for value in dynamic:
+        dims = value.shape.dims if value.shape is not None else None
+        shapes.append(f"{value.name} [{', '.join(map(str, dims))}]" if dims is not None
+                      else f"{value.name} (rank unknown)")
+        if dims is not None:  # a batch of one, say, for every dynamic dimension
+            example = "x".join(str(d) if isinstance(d, int) else "1" for d in dims)
+            examples.append(f"--input-shape {value.name}={example}")
+    fix = f"e.g. {' '.join(examples)}" if examples else "--input-shape NAME=AxBxC"
+    return [f"{held} nodes stayed on the host for want of static shapes, and inputs with "
+            f"dynamic dimensions feed the model ({'; '.join(shapes)}): fix them with {fix} "
+            "(input_shapes= from Python)"]

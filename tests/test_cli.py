@@ -197,6 +197,34 @@ def test_default_output_is_stem_partitioned_onnx_in_the_current_folder(
     assert "wrote net.partitioned.onnx" in out
 
 
+DYNAMIC_BATCH = """
+    g (float[batch,3,8,8] x) => (float[batch,4,8,8] y)
+    <float[4,3,3,3] w = {WEIGHTS}> {
+      [conv] c = Conv<pads=[1,1,1,1]>(x, w)
+      [relu] y = Relu(c)
+    }""".replace("WEIGHTS", ", ".join(["0.1"] * 108))
+
+
+def test_a_dynamic_batch_gets_a_hint_and_input_shape_fixes_it(capsys, tmp_path):
+    """A model exported with a dynamic batch (torch's dynamic_axes) offloaded nothing, and
+    nothing said why the fix was --input-shape, which partition did not even take."""
+    model = tmp_path / "dynamic.onnx"
+    onnx.save_model(onnx_text(DYNAMIC_BATCH), model)
+
+    code, out, _ = byoc(capsys, "partition", model, "-t", "simaccel", "-o", tmp_path / "a.onnx")
+    assert code == 0
+    assert ("note: 2 nodes stayed on the host for want of static shapes, and inputs with "
+            "dynamic dimensions feed the model (x [batch, 3, 8, 8]): fix them with e.g. "
+            "--input-shape x=1x3x8x8 (input_shapes= from Python)") in out.splitlines()
+
+    code, out, _ = byoc(capsys, "partition", model, "-t", "simaccel", "--input-shape",
+                        "x=2x3x8x8", "-o", tmp_path / "b.onnx", "--json")
+    report = json.loads(out)
+    assert code == 0 and {n["target"] for n in report["nodes"]} == {"simaccel"}
+    assert "input 'x' fixed to shape (2, 3, 8, 8)" in report["notes"]
+    assert not any("static shapes" in note for note in report["notes"])
+
+
 def test_verbose_prints_stage_timings_on_stderr(capsys, cnn, tmp_path):
     output = tmp_path / "o.onnx"
 
