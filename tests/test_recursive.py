@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numpy as np
@@ -30,6 +31,7 @@ from byoc_sdk.recursive import (
     tree_lstm,
 )
 from byoc_sdk.recursive.cells import Feature
+from byoc_sdk.recursive.kernel import CACHE_LINE, cache_aligned
 from byoc_sdk.recursive.stages import StageOptions
 
 HIDDEN = 16
@@ -101,6 +103,10 @@ def test_shipped_models_match_the_numpy_reference(name, kind):
     one = batch[:1]
     single = {k: v[:1] for k, v in given.items()}
     assert_same(reference.run(one, **single), kernel.run(one, **single), all_nodes=False)
+    if "words" in given:  # int32 ids: a tree as wide as the arity takes the batch-1 path
+        ids = [given["words"][0].astype(np.int32)]
+        assert_same(reference.run(one, words=ids, all_nodes=True),
+                    kernel.run(one, words=ids, all_nodes=True), all_nodes=True)
     twice = {k: v[:1] * 2 for k, v in given.items()}
     assert_same(reference.run(one * 2, **twice), kernel.run(one * 2, **twice), all_nodes=False)
 
@@ -135,6 +141,62 @@ def test_bad_batches_get_clear_errors():
         kernel.run([tree], words=[words[:-1]])
     with pytest.raises(RecursiveInputError, match="one word-id array per structure"):
         kernel.run([tree])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32], ids=["checked", "batch-1 path"])
+def test_the_kernel_counts_children_and_the_error_is_the_reference_s(dtype):
+    """A node with one child in a two-column tree reaches the kernel unchecked (the Python
+    side no longer counts children per structure): the kernel refuses it, and the error
+    is the reference's ArityError, whichever structure of the batch it is in. With int32
+    ids, a batch of one tree takes the batch-1 path, which leaves every check to the
+    kernel: the errors are the same."""
+    _, kernel, reference = compiled("TreeLSTM")
+    unary = Structure.from_nested((("a",), "b"), name="unary")  # node 1 has one child
+    assert unary.children.shape[1] == 2
+    tree = sst_trees(1)[0]
+    for batch in ([unary], [tree, unary]):
+        words = [np.zeros(s.num_nodes, dtype) for s in batch]
+        for runner in (kernel, reference):
+            with pytest.raises(ArityError, match="unary: node 1 has 1 children, the model's "
+                                                 "internal cell takes 2"):
+                runner.run(batch, words=words)
+    bad = np.zeros(tree.num_nodes, dtype)
+    bad[2] = VOCAB
+    for runner in (kernel, reference):
+        with pytest.raises(RecursiveInputError, match=f"node 2 has word id {VOCAB}, outside"):
+            runner.run([tree], words=[bad])
+    # The refused batches left nothing behind: the next one runs, roots and all nodes.
+    words = [np.arange(tree.num_nodes, dtype=dtype) % VOCAB]
+    assert (kernel._plain_tree([tree], words, None) is not None) == (dtype == np.int32)
+    assert_same(reference.run([tree], words=words, all_nodes=True),
+                kernel.run([tree], words=words, all_nodes=True), all_nodes=True)
+    assert_same(reference.run((tree,), words=tuple(words)),
+                kernel.run((tree,), words=tuple(words)), all_nodes=False)
+    # A model whose cell pads missing children takes fewer, in the kernel as well.
+    _, dag_kernel, dag_reference = compiled("DAG-RNN")
+    chain = Structure.from_children([[], [0], [1]], kind="dag", name="chain")
+    features = [{"x": np.ones((3, FEATURES), np.float32)}]
+    np.testing.assert_allclose(dag_kernel.run([chain], features=features).roots["h"],
+                               dag_reference.run([chain], features=features).roots["h"],
+                               atol=ATOL)
+
+
+def test_weights_start_on_cache_lines():
+    """The weights (every constant after the vocabulary tables) are copied side by side,
+    each starting on a cache line: numpy's own arrays start 16 to 48 bytes past one, and
+    every vector load of a misaligned panel row straddled two lines."""
+    spec = compiled("TreeLSTM")[1].spec
+    tables = len(spec.stages.leaf.tables) + len(spec.stages.internal.tables)
+    weights = spec.constants[tables:]
+    for before, after in itertools.pairwise(weights):
+        assert before.ctypes.data % CACHE_LINE == after.ctypes.data % CACHE_LINE == 0
+        assert before.ctypes.data + before.nbytes <= after.ctypes.data < (
+            before.ctypes.data + before.nbytes + CACHE_LINE)
+    assert all(w.dtype == np.float32 and w.flags.c_contiguous for w in weights)
+    copies = cache_aligned([np.arange(5, dtype=np.float32), np.ones((2, 3), np.float32)])
+    np.testing.assert_array_equal(copies[0], np.arange(5))
+    np.testing.assert_array_equal(copies[1], np.ones((2, 3)))
+    assert cache_aligned([]) == []
 
 
 def test_unsupported_op_is_named():

@@ -56,11 +56,13 @@ static inline float byoc_relu(float x) { return x < 0.0f ? 0.0f : x; } /* NaN st
 LINEARIZE_C = r"""
 /* Linearization (see linearize.py): level = 0 for leaves, 1 + max(children's) otherwise,
    found by an iterative depth-first walk that also finds cycles; then a stable counting
-   sort by level. Children arrive in each structure's own numbering. */
-static int byoc_linearize(int32_t n, int32_t A, int32_t n_trees, const int32_t* children,
-                          const int32_t* tree_sizes, int32_t* gchild, int32_t* level,
-                          int32_t* order, int32_t* pos, int32_t* lstart, int32_t* stack,
-                          int32_t* nextk, int32_t* lchild, int32_t* n_levels,
+   sort by level. Children arrive in each structure's own numbering. With `exact`, an
+   internal node must have all A children (the check costs nothing here, where every
+   child is read anyway; the Python side then need not count them per structure). */
+static int byoc_linearize(int32_t n, int32_t A, int exact, int32_t n_trees,
+                          const int32_t* children, const int32_t* tree_sizes, int32_t* gchild,
+                          int32_t* level, int32_t* order, int32_t* pos, int32_t* lstart,
+                          int32_t* stack, int32_t* nextk, int32_t* lchild, int32_t* n_levels,
                           char* error, size_t error_size) {
   int32_t v = 0;
   for (int32_t t = 0; t < n_trees; ++t) {
@@ -70,6 +72,7 @@ static int byoc_linearize(int32_t n, int32_t A, int32_t n_trees, const int32_t* 
       return BYOC_INVALID_ARGUMENT;
     }
     for (; v < start + size; ++v) {
+      int32_t count = 0;
       for (int32_t k = 0; k < A; ++k) {
         int32_t c = children[(size_t)v * A + k];
         if (c >= size || c < -1) {
@@ -77,7 +80,13 @@ static int byoc_linearize(int32_t n, int32_t A, int32_t n_trees, const int32_t* 
                    "node (the structure has %d nodes)", t, v - start, c, size);
           return BYOC_INVALID_ARGUMENT;
         }
+        count += c >= 0;
         gchild[(size_t)v * A + k] = c >= 0 ? c + start : -1;
+      }
+      if (exact && count != 0 && count != A) {
+        snprintf(error, error_size, "structure %d: node %d has %d children, the model's "
+                 "internal cell takes %d", t, v - start, count, A);
+        return BYOC_INVALID_ARGUMENT;
       }
     }
   }
@@ -473,8 +482,9 @@ class DriverWriter:
             "const byoc_tensor* out, int32_t n_out, char* error, size_t error_size) {",
             *self.unpack(),
             "  int32_t n_levels = 0;",
-            "  int32_t status = byoc_linearize(n, A, n_trees, children, tree_sizes, gchild, "
-            "level, order, pos, lstart, stack, nextk, lchild, &n_levels, error, error_size);",
+            f"  int32_t status = byoc_linearize(n, A, {int(not spec.model.pad_missing)}, n_trees, "
+            "children, tree_sizes, gchild, level, order, pos, lstart, stack, nextk, lchild, "
+            "&n_levels, error, error_size);",
             "  if (status != BYOC_OK) return status;",
             *self.check_words(),
             *self.leaf_words(),

@@ -25,6 +25,7 @@ from byoc_sdk.recursive.reference import (
     RecursiveInputError,
     RecursiveOutput,
     check_batch,
+    check_model_arity,
 )
 from byoc_sdk.recursive.stages import StageOptions, stage_model
 from byoc_sdk.recursive.structure import Structure, whole_number
@@ -53,10 +54,15 @@ class _Bound:
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
     call: Callable[[dict], None]
+    #: Each state component of the first root, as a view of ``outputs[0]`` in its shape:
+    #: a one-tree batch's roots are copies of these (no slicing per call).
+    first_root: dict[str, np.ndarray]
 
 
 #: The table of per-call values a bound call is given: every buffer is bound, so none.
 _NO_VALUES: dict = {}
+#: The batch containers the batch-1 path takes as they are (anything else is checked).
+_PLAIN = (list, tuple)
 
 
 class CompiledRecursiveModel:
@@ -74,7 +80,9 @@ class CompiledRecursiveModel:
         self._library = _native.Library(library)
         self._bound: dict[int, _Bound] = {}
         self._lock = threading.RLock()
-        self._names = [c.name for c in self.model.state]
+        self._dense = spec.dense
+        # Whether a batch can be just a structure and its word ids (see _plain_tree).
+        self._words_only = spec.has_words and not spec.dense
         self._slices = []
         at = 0
         for c in self.model.state:
@@ -94,22 +102,70 @@ class CompiledRecursiveModel:
         ``words`` (one int array per structure) feed vocabulary features; ``features`` (one
         dict per structure, name -> ``[nodes, *shape]``) feed dense ones.
         """
-        model = self.model
-        batch = check_batch(model, structures, words, features, kernel_checks_words=True)
+        tree = self._plain_tree(structures, words, features)
+        if tree is not None:
+            return self._run_tree(*tree, all_nodes)
+        batch = check_batch(self.model, structures, words, features, kernel_checks=True)
         structures = batch.structures
         n = sum(s.num_nodes for s in structures)
         with self._lock:
             bound = self._bind(_capacity(n))
             self._fill(bound, batch, n, all_nodes)
-            try:
-                bound.call(_NO_VALUES)
-            except RuntimeError as exc:  # the kernel refused the batch or failed, and said why
-                names = ", ".join(s.name for s in structures[:3])
-                error = (RecursiveInputError if getattr(exc, "status", None) == INVALID_ARGUMENT
-                         else RecursiveRunError)
-                raise error(f"model {model.name} ({self.target}), batch of "
-                            f"{names}{'...' if len(structures) > 3 else ''}: {exc}") from exc
+            self._call(bound, structures)
             return self._results(bound, structures, n, all_nodes)
+
+    def _plain_tree(self, structures: object, words: object,
+                    features: object) -> tuple[Structure, np.ndarray] | None:
+        """The tree and word ids of a batch of one tree, when it needs no check that the
+        kernel does not make anyway (ids against the vocabulary, child counts): a tree as
+        wide as the model's arity, int32 ids of its size, no dense features. None for any
+        other batch, valid or not: those go through ``check_batch``, which says what is
+        wrong.
+
+        Batch 1 is where the Python side shows, and more than its warm cost suggests: right
+        after another framework ran, each Python step costs several times its warm time
+        (cold caches), and the general path took 20-35 us more than this one there
+        (TreeLSTM and TreeGRU, H = 256, on SST shapes right after node-by-node PyTorch).
+        """
+        if (not self._words_only or features is not None or type(structures) not in _PLAIN
+                or type(words) not in _PLAIN or len(structures) != 1 or len(words) != 1):
+            return None
+        tree, ids = structures[0], words[0]
+        if (type(tree) is Structure and tree.kind == "tree" and type(ids) is np.ndarray
+                and ids.dtype == np.int32 and tree.children.shape[1] == self.model.arity
+                and ids.shape == tree.children.shape[:1]):
+            return tree, ids
+        return None
+
+    def _run_tree(self, tree: Structure, ids: np.ndarray, all_nodes: bool) -> RecursiveOutput:
+        """:meth:`run` on a batch that :meth:`_plain_tree` took apart."""
+        n = ids.shape[0]
+        with self._lock:
+            bound = self._bind(_capacity(n))
+            sizes, children, tree_sizes, buffer = bound.inputs
+            sizes[0], sizes[1], sizes[2] = n, 1, int(all_nodes)
+            children[:n] = tree.children
+            tree_sizes[0] = n
+            buffer[:n] = ids
+            self._call(bound, (tree,))
+            if all_nodes:
+                return self._results(bound, (tree,), n, all_nodes)
+            return RecursiveOutput({name: view.copy() for name, view in bound.first_root.items()},
+                                   np.zeros(1, int))
+
+    def _call(self, bound: _Bound, structures: Sequence[Structure]) -> None:
+        """Run the kernel on the filled buffers; its refusal becomes the reference's error."""
+        try:
+            bound.call(_NO_VALUES)
+        except RuntimeError as exc:  # the kernel refused the batch or failed, and said why
+            refused = getattr(exc, "status", None) == INVALID_ARGUMENT
+            if refused:  # a node with the wrong child count: the reference's ArityError
+                for s in structures:
+                    check_model_arity(self.model, s)
+            names = ", ".join(s.name for s in structures[:3])
+            error = RecursiveInputError if refused else RecursiveRunError
+            raise error(f"model {self.model.name} ({self.target}), batch of "
+                        f"{names}{'...' if len(structures) > 3 else ''}: {exc}") from exc
 
     def _bind(self, cap: int) -> _Bound:
         bound = self._bound.get(cap)
@@ -127,29 +183,31 @@ class CompiledRecursiveModel:
             outputs = [np.zeros(shape, dtype) for dtype, shape in outs]
             call = function.bind(inputs, outputs, [f"in{i}" for i in range(len(inputs))],
                                  [f"out{i}" for i in range(len(outputs))])
-            bound = self._bound[cap] = _Bound(inputs, outputs, call)
+            first_root = {name: outputs[0][:1, lo:hi].reshape(1, *shape)
+                          for name, lo, hi, shape in self._slices}
+            bound = self._bound[cap] = _Bound(inputs, outputs, call, first_root)
         return bound
 
     def _fill(self, bound: _Bound, batch: Batch, n: int, all_nodes: bool) -> None:
         """Copy a checked batch into the bound buffers."""
-        spec, structures = self.spec, batch.structures
+        structures, arity = batch.structures, self.model.arity
         sizes, children, tree_sizes = bound.inputs[:3]
         sizes[0], sizes[1], sizes[2] = n, len(structures), int(all_nodes)
         # One structure (batch 1, where these microseconds show) skips the lists.
         if len(structures) == 1:
-            children[:n] = _padded(structures[0], spec.arity)
+            children[:n] = _children(structures[0], arity)
             tree_sizes[0] = n
         else:
-            np.concatenate([_padded(s, spec.arity) for s in structures], out=children[:n])
+            np.concatenate([_children(s, arity) for s in structures], out=children[:n])
             tree_sizes[: len(structures)] = [s.num_nodes for s in structures]
         index = 3
-        if spec.has_words:  # int32 now; the kernel checks them against the vocabulary
+        if batch.words is not None:  # int32 now; the kernel checks them against the vocabulary
             if len(batch.words) == 1:
                 bound.inputs[3][:n] = batch.words[0]
             else:
                 np.concatenate(batch.words, out=bound.inputs[3][:n])
             index += 1
-        for f in spec.dense:
+        for f in self._dense:
             np.concatenate([given[f.name].reshape(s.num_nodes, -1)
                             for s, given in zip(structures, batch.features, strict=True)],
                            out=bound.inputs[index][:n])
@@ -157,7 +215,8 @@ class CompiledRecursiveModel:
 
     def _results(self, bound: _Bound, structures: Sequence[Structure], n: int,
                  all_nodes: bool) -> RecursiveOutput:
-        root_counts = [len(s.roots) for s in structures]
+        # A tree has one root (checked when it was made): only a DAG's are counted.
+        root_counts = [1 if s.kind == "tree" else len(s.roots) for s in structures]
         total = sum(root_counts)
         roots_flat = bound.outputs[0][:total]
         roots = {name: roots_flat[:, lo:hi].reshape(total, *shape).copy()
@@ -199,11 +258,15 @@ def _capacity(n: int) -> int:
     return max(MIN_CAPACITY, 1 << (n - 1).bit_length())
 
 
-def _padded(structure: Structure, arity: int) -> np.ndarray:
-    """The structure's children as exactly ``arity`` columns (kept on the structure)."""
+def _children(structure: Structure, arity: int) -> np.ndarray:
+    """The structure's children as exactly ``arity`` columns: its own array when it has
+    that width (a binary tree for a binary model), else a padded or cut copy kept on the
+    structure."""
+    children = structure.children
+    if children.shape[1] == arity:
+        return children
 
     def pad() -> np.ndarray:
-        children = structure.children
         padded = np.full((structure.num_nodes, arity), -1, dtype=np.int32)
         padded[:, : children.shape[1]] = children[:, :arity]
         return padded

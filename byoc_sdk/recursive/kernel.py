@@ -16,7 +16,7 @@ capacity of the call: the runner keeps one bound function per power-of-two capac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +27,8 @@ from byoc_sdk.recursive.stages import ModelStages
 
 #: Columns per packed weight panel (the C GEMM walks one panel at a time).
 PANEL = 64
+#: Bytes per cache line (x86-64, most arm64): where each weight starts.
+CACHE_LINE = 64
 PACKED = "@packed"
 
 #: The int32 work arrays, in order: (name, entries per node, per node and child, extra).
@@ -152,7 +154,32 @@ def make_spec(stages: ModelStages, entry: str, chunk_rows: int | None = None) ->
             if (cell, name) not in spec.const_index:
                 spec.const_index[(cell, name)] = len(spec.constants)
                 spec.constants.append(np.ascontiguousarray(buffer.array, dtype=np.float32))
+    tables = len(stages.leaf.tables) + len(stages.internal.tables)
+    spec.constants[tables:] = cache_aligned(spec.constants[tables:])
     return spec
+
+
+def cache_aligned(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Copies of ``arrays`` side by side in one block, each starting on a
+    :data:`CACHE_LINE` boundary.
+
+    For the weights: numpy puts an array of this size 16, 32 or 48 bytes past a cache
+    line, so every 16-float load of a packed panel row straddled two lines; a batch-1
+    level, which streams every weight for one or two rows, paid for each split load
+    (docs/recursive.md, "Batch-1 fixed cost", has the numbers). The vocabulary tables stay
+    where they are: copying them would double their memory, and a level reads only a few
+    of their rows.
+    """
+    spans = [-(-a.nbytes // CACHE_LINE) * CACHE_LINE for a in arrays]
+    raw = np.empty(sum(spans) + CACHE_LINE, np.uint8)
+    at = -raw.ctypes.data % CACHE_LINE
+    copies = []
+    for array, span in zip(arrays, spans, strict=True):
+        copy = raw[at:at + array.nbytes].view(array.dtype).reshape(array.shape)
+        copy[...] = array
+        copies.append(copy)
+        at += span
+    return copies
 
 
 def pack_panels(weight: np.ndarray) -> np.ndarray:

@@ -41,13 +41,16 @@ def check_batch(
     words: Sequence[np.ndarray] | None = None,
     features: Sequence[NodeFeatures] | None = None,
     *,
-    kernel_checks_words: bool = False,
+    kernel_checks: bool = False,
 ) -> Batch:
     """Check that ``structures`` suit the model and that words/features cover every node.
 
-    ``kernel_checks_words``: int32 word ids are left for the compiled kernel to check
-    against the vocabulary (it does so anyway, naming the node); ids of any other integer
-    type are checked here, before the cast to int32 could wrap one into range.
+    ``kernel_checks``: what the compiled kernel checks anyway, while it reads the batch, is
+    left to it: int32 word ids against the vocabulary (ids of any other integer type are
+    checked here, before the cast to int32 could wrap one into range) and the child count
+    of each node of a structure at most ``arity`` children wide (a wider one loses columns
+    on the way in, so it is checked here). When the kernel refuses a batch, the runner
+    calls :func:`check_model_arity` to raise the same :class:`ArityError` as here.
     """
     if isinstance(structures, Structure):
         structures = [structures]
@@ -63,11 +66,18 @@ def check_batch(
         if not isinstance(s, Structure):
             raise RecursiveInputError(f"model {model.name}: batch items must be Structures, "
                                       f"got {type(s).__name__}")
-        # Remembered per structure (one does not change): batch-1 calls repeat it often.
-        s.memo(("arity", model.arity, model.pad_missing),
-               lambda s=s: check_arity(s, model.arity, allow_fewer=model.pad_missing) or True)
-    return Batch(tuple(structures), _check_words(model, structures, words, kernel_checks_words),
+        if not kernel_checks or s.children.shape[1] > model.arity:
+            check_model_arity(model, s)
+    return Batch(tuple(structures), _check_words(model, structures, words, kernel_checks),
                  _check_features(model, structures, features))
+
+
+def check_model_arity(model: RecursiveModel, structure: Structure) -> None:
+    """Raise :class:`ArityError` when a node of ``structure`` has a child count the model's
+    internal cell does not take (remembered per structure, which does not change)."""
+    structure.memo(("arity", model.arity, model.pad_missing),
+                   lambda: check_arity(structure, model.arity,
+                                       allow_fewer=model.pad_missing) or True)
 
 
 def _one_per_structure(model: RecursiveModel, structures: Sequence[Structure], given: object,
@@ -81,7 +91,7 @@ def _one_per_structure(model: RecursiveModel, structures: Sequence[Structure], g
 
 def _check_words(model: RecursiveModel, structures: Sequence[Structure],
                  words: Sequence[np.ndarray] | None,
-                 kernel_checks_words: bool) -> tuple[np.ndarray, ...] | None:
+                 kernel_checks: bool) -> tuple[np.ndarray, ...] | None:
     vocab = model.vocab_size
     if vocab is None:
         if words is not None:
@@ -94,7 +104,7 @@ def _check_words(model: RecursiveModel, structures: Sequence[Structure],
         if ids.shape != (s.num_nodes,) or ids.dtype.kind not in "iu":
             raise RecursiveInputError(f"{s.name}: word ids must be {s.num_nodes} integers, got "
                                       f"{ids.dtype} of shape {ids.shape}")
-        if not (kernel_checks_words and ids.dtype == np.int32):
+        if not (kernel_checks and ids.dtype == np.int32):
             bad = np.flatnonzero((ids < 0) | (ids >= vocab))
             if bad.size:
                 raise RecursiveInputError(f"{s.name}: node {int(bad[0])} has word id "
