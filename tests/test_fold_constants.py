@@ -192,3 +192,18 @@ def test_onnx_checker_accepts_the_folded_partition():
     proto = partition_model(onnx_text(VIEW), ["cpu"]).to_proto()
     onnx.checker.check_model(proto, full_check=True)
     assert not [n for n in proto.graph.node if n.op_type in ("Shape", "Gather", "Concat")]
+
+
+def test_a_computed_constant_nobody_reads_is_folded_away():
+    """Nothing the folded node makes is read elsewhere: onnxruntime has nothing to
+    compute (a model without outputs, which it refuses, stopped all folding before)."""
+    text = """
+        g (float[2,3] x) => (float[2,3] y)
+        <float[2] a = {1, 2}> {
+          [dead] unread = Neg(a)
+          [shape] s = Shape(x)
+          [view] y = Reshape(x, s)
+        }"""
+    model, names = fold(text)
+    assert names == ["view"]
+    assert_equivalent(onnx_text(text), model)
