@@ -150,11 +150,22 @@ def spatial_rank_check(spatial: int = 2, what: str = "pooling") -> OpCheck:
     return check
 
 
+def _zero_channels_reason(node: NodeInfo) -> str | None:
+    """onnxruntime's pooling kernels refuse an empty input unless it holds no images
+    ("Only N can be zero"): a kernel would quietly return an empty result where the
+    model, left on the host, fails in onnxruntime's words."""
+    batch, channels = _input_dim(node, 0, 0), _input_dim(node, 0, 1)
+    if channels == 0 and batch != 0:
+        return "pooling over 0 channels is refused by onnxruntime (only N can be zero)"
+    return None
+
+
 def global_pool_check(node: NodeInfo) -> CheckResult:
     """A 2-D global pooling whose window is not empty: the average of no elements is
     0 / 0, which onnxruntime refuses to compute ("Only N can be zero") where a kernel
-    would quietly give 0; left on the host, the model fails in onnxruntime's words."""
-    reason = _spatial_rank_reason(node, 2, "pooling")
+    would quietly give 0; left on the host, the model fails in onnxruntime's words.
+    Zero channels with N > 0 are refused by onnxruntime alike."""
+    reason = _spatial_rank_reason(node, 2, "pooling") or _zero_channels_reason(node)
     if reason is not None:
         return reason
     value = node.node.inputs[0]
@@ -163,6 +174,53 @@ def global_pool_check(node: NodeInfo) -> CheckResult:
         return (f"pooling over an empty window ({'x'.join(map(str, spatial))}) is undefined "
                 "(onnxruntime refuses it)")
     return True
+
+
+def reduced_axes(axes: Sequence[int] | None, rank: int, noop_with_empty_axes: int = 0
+                 ) -> tuple[int, ...] | None:
+    """The axes a Reduce* op reduces, normalized and sorted; ``None`` when it reduces
+    none. No axes reduce every axis, unless ``noop_with_empty_axes`` makes the op the
+    identity: the attribute only matters when the axes are empty."""
+    if not axes:
+        return None if noop_with_empty_axes else tuple(range(rank))
+    if any(not -rank <= int(a) < rank for a in axes):
+        raise ValueError(f"axes {list(axes)} out of range for a rank-{rank} tensor")
+    return tuple(sorted({int(a) % rank for a in axes}))
+
+
+def _reduce_axes_of(node: NodeInfo) -> list[int] | None:
+    """The axes a Reduce* node lists: constant input 1 (ReduceMean from opset 18) or the
+    ``axes`` attribute (before); ``None`` when input 1 is not a build-time constant."""
+    axes = node.input(1)
+    if axes is None:
+        return [int(a) for a in node.attr("axes") or ()]
+    if not axes.is_constant:
+        return None
+    return [int(a) for a in axes.numpy().reshape(-1)]
+
+
+def spatial_mean_check(node: NodeInfo) -> CheckResult:
+    """ReduceMean over exactly the spatial axes (2 and 3) of a 4-D tensor, keepdims either
+    way: the global average pooling that PyTorch's exporter writes for ``x.mean((2, 3))``
+    and ``adaptive_avg_pool2d(x, 1)``. Any other ReduceMean is declined."""
+    rank = _input_rank(node, 0)
+    if rank != 4:
+        return (f"ReduceMean of a rank-{rank} tensor is not supported (only over the "
+                "spatial axes of 4-D data: global average pooling)")
+    axes = _reduce_axes_of(node)
+    if axes is None:
+        return "ReduceMean axes must be a constant"
+    try:
+        reduced = reduced_axes(axes, rank, int(node.attr("noop_with_empty_axes", 0)))
+    except ValueError as exc:
+        return f"ReduceMean {exc}"
+    if reduced == (2, 3):
+        return True
+    if reduced is None:
+        return "ReduceMean with no axes and noop_with_empty_axes=1 (the identity) is not supported"
+    listed = "every axis" if not axes else f"axes {axes}"
+    return (f"ReduceMean over {listed} is not supported (only over axes 2 and 3 of 4-D "
+            "data: global average pooling)")
 
 
 def max_rank_check(max_rank: int, owner: str) -> OpCheck:
@@ -244,7 +302,7 @@ def pool2d_check(
     """A 2-D MaxPool or AveragePool within the given limits; never MaxPool's indices."""
 
     def check(node: NodeInfo) -> CheckResult:
-        reason = _spatial_rank_reason(node, 2, "pooling")
+        reason = _spatial_rank_reason(node, 2, "pooling") or _zero_channels_reason(node)
         if reason:
             return reason
         if extra_outputs_used(node):

@@ -20,6 +20,7 @@ import onnx_ir as ir
 
 from byoc_sdk.codegen import Region
 from byoc_sdk.node_info import dtype_name
+from reference_backends.common import reduced_axes
 from reference_backends.simaccel.isa import Act, PoolKind, VecOp
 
 
@@ -344,6 +345,8 @@ class _Lowering:
             return [layer], last
         if op in ("MaxPool", "AveragePool", "GlobalAveragePool"):
             return [self.pool(node)], index
+        if op == "ReduceMean":
+            return self.spatial_mean(node), index
         if op in ("Flatten", "Reshape"):
             return [AliasLayer(node.inputs[0], node.outputs[0])], index
         raise CompileError(f"{op} ({node.name}) has no simaccel lowering")
@@ -393,6 +396,30 @@ class _Lowering:
         kind = PoolKind.MAX if node.op == "MaxPool" else PoolKind.AVG
         return PoolLayer(kind, node.inputs[0], node.outputs[0], kernel, strides,
                          _pads(attrs, shape[2:4], kernel, strides))
+
+    def spatial_mean(self, node: _Node) -> list[Layer]:
+        """ReduceMean over axes 2 and 3 of NCHW data is global average pooling. With
+        keepdims=0 the pooled (N, C, 1, 1) result is the (N, C) output under another shape:
+        an alias, no data moves."""
+        x, out = node.inputs[0], node.outputs[0]
+        shape = self.shapes[x]
+        if len(node.inputs) > 1 and node.inputs[1]:
+            axes = [int(a) for a in self.need_const(node, 1).reshape(-1)]
+        else:
+            axes = [int(a) for a in node.attrs.get("axes") or ()]
+        try:
+            reduced = reduced_axes(axes, len(shape), int(node.attrs.get("noop_with_empty_axes", 0)))
+        except ValueError as exc:
+            raise CompileError(f"ReduceMean {node.name}: {exc}") from exc
+        if len(shape) != 4 or reduced != (2, 3):
+            raise CompileError(f"ReduceMean {node.name}: only over axes 2 and 3 of 4-D data "
+                               f"(global average pooling), not axes {axes} of rank {len(shape)}")
+        if node.attrs.get("keepdims", 1):
+            return [PoolLayer(PoolKind.AVG, x, out, shape[2:4], (1, 1), (0, 0, 0, 0))]
+        pooled = f"{out}/simaccel.pooled"
+        self.shapes[pooled] = (*shape[:2], 1, 1)
+        return [PoolLayer(PoolKind.AVG, x, pooled, shape[2:4], (1, 1), (0, 0, 0, 0)),
+                AliasLayer(pooled, out)]
 
     # --- matrix ops and what folds into them -----------------------------------------
 

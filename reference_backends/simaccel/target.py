@@ -32,6 +32,7 @@ from reference_backends.common import (
     members_supported,
     nonempty_check,
     pool2d_check,
+    spatial_mean_check,
     spatial_rank_check,
 )
 from reference_backends.simaccel.limits import LIMITS, describe_bytes
@@ -124,6 +125,11 @@ target.support("MaxPool", dtypes=COMPILED, static_shapes=True, note=pool_note)(p
 target.support("AveragePool", dtypes=FLOAT, static_shapes=True, note=pool_note)(pool)
 target.support("GlobalAveragePool", dtypes=FLOAT, static_shapes=True,
                note="2-D")(on_chip(spatial_rank_check(2, "pooling")))
+# PyTorch's exporter writes global average pooling as ReduceMean over the spatial axes;
+# declined, it would leave the pooling on the host and cut the classifier off the region.
+target.support("ReduceMean", dtypes=FLOAT, const_inputs=(1,), static_shapes=True,
+               note="axes 2, 3 of 4-D data (global average pooling), keepdims 0 or 1",
+               )(on_chip(spatial_mean_check))
 
 target.support(
     "BatchNormalization", dtypes=FLOAT, const_inputs=(1, 2, 3, 4), static_shapes=True,
