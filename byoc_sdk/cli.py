@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from byoc_sdk.conformance.commands import cmd_conformance, cmd_new_backend
+from byoc_sdk.conformance.timeout import DEFAULT_TIMEOUT, seconds_option
 from byoc_sdk.errors import ByocError, OnnxRuntimeError, onnxruntime_reason
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -590,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     _naming(cnf, "--model", action="append", metavar="FILE.onnx",
                      help="a model of your own (static input shapes) to check beside the "
                      "bundled ones; repeatable")
+    cnf.add_argument("--timeout", type=seconds_option, default=DEFAULT_TIMEOUT,
+                     metavar="SECONDS",
+                     help="time limit of each check; one that runs longer fails as timed out "
+                     f"and the rest run (default: {DEFAULT_TIMEOUT:g}; 0: no limit)")
     cnf.add_argument("-v", "--verbose", action="store_true", help="one line per check")
     cnf.set_defaults(run=cmd_conformance)
     return parser

@@ -251,3 +251,14 @@ def test_a_model_that_cannot_take_part_is_one_error_line(tmp_path: Path, name: s
     done = _conformance(tmp_path, "cpu", "--model", str(_model_file(tmp_path, name, shape)))
     assert done.returncode == 2 and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_pytest_plugins_installed_beside_the_target_stay_out_of_the_run(tmp_path: Path) -> None:
+    # A vendor's environment holds pytest plugins of its own: pytest would load every one.
+    (tmp_path / "strayplugin.py").write_text(
+        "def pytest_configure(config):\n    raise RuntimeError('stray plugin loaded')\n")
+    _make_visible(tmp_path, "strayplugin", {"pytest11": {"stray": "strayplugin"}})
+    done = _conformance(tmp_path, "cpu", "-k", "op and Relu-2x3-f32")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "stray plugin loaded" not in done.stdout + done.stderr
+    assert "\nCONFORMANT: " in done.stdout

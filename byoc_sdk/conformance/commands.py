@@ -27,4 +27,5 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     return run_conformance(args.target, report=args.report, junit=args.junit,
                            keyword=args.keyword, xfail_file=args.xfail_file,
-                           verbose=args.verbose, models=args.model or ())
+                           verbose=args.verbose, models=args.model or (),
+                           timeout=args.timeout)

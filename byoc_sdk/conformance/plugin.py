@@ -8,19 +8,34 @@ ran it prints the conformance summary and, with ``--byoc-report``, writes it as 
 Under pytest-xdist (``byoc conformance`` runs the suite in one xdist worker) the results
 and the summary are the controller's; a worker that dies in a test (a vendor module
 that segfaults, a codegen that aborts) is reported as that test's failure, naming the
-signal, and replaced, and the rest of the suite goes on.
+signal, and replaced, and the rest of the suite goes on. With ``--byoc-timeout`` a check
+that runs longer than that ends its worker the same way, and is reported as timed out
+(see :mod:`.timeout`).
 
 It imports nothing heavy at start-up: every pytest run on a machine with byoc loads it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from byoc_sdk.conformance.timeout import (
+    COLLECTION_FLOOR,
+    DUMP_KEY,
+    CaseTimer,
+    activate,
+    seconds_option,
+    shown,
+)
 
 #: The module holding the suite class for the target named on the command line.
 SELECTED_SUITE = Path(__file__).with_name("selected.py")
@@ -36,6 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a model of your own to run beside the bundled ones (repeatable)")
     group.addoption("--byoc-report", metavar="FILE.json", default=None,
                     help="write the conformance report as JSON")
+    group.addoption("--byoc-timeout", metavar="SECONDS", type=seconds_option, default=None,
+                    help="time limit of each check (default, or 0: none); a check that runs "
+                    "longer ends the process it runs in: with -n 1 (pytest-xdist) it is one "
+                    "failed check and the rest run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +63,55 @@ def pytest_configure(config: pytest.Config) -> None:
         if not any(_same_file(arg, suite) for arg in config.args):
             config.args.append(suite)
     config.pluginmanager.register(Recorder(config), "byoc-conformance-recorder")
+    seconds = config.getoption("byoc_timeout")
+    if seconds:
+        if float(config.getini("faulthandler_timeout") or 0) > 0:
+            raise pytest.UsageError("--byoc-timeout and the faulthandler_timeout setting use "
+                                    "the same timer (faulthandler's): set one of them")
+        config.pluginmanager.register(Limiter(config, seconds), "byoc-conformance-limiter")
+
+
+class Limiter:
+    """Times each suite check in the process that runs it (see :mod:`.timeout`)."""
+
+    def __init__(self, config: pytest.Config, seconds: float) -> None:
+        dump = getattr(config, "workerinput", {}).get(DUMP_KEY)
+        # In a worker the stack goes where the controller will read it; in a lone pytest
+        # process, which the limit ends with no report, to stderr (a copy of it: capture
+        # replaces the descriptor during tests). Open for the process's life: the timer's
+        # close() closes it.
+        stream = (open(dump, "w", encoding="utf-8") if dump  # noqa: SIM115
+                  else os.fdopen(os.dup(_stderr_fileno()), "w"))
+        self.timer = CaseTimer(seconds, stream)
+        self.worker = _is_worker(config)
+        activate(self.timer)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Any:
+        if not self.worker:  # there the limit would end the run, and not for a check
+            return (yield)
+        with self.timer.limit(max(self.timer.seconds, COLLECTION_FLOOR)):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        if _suite_target(item) is None:  # the vendor's own tests keep their own limits
+            return (yield)
+        with self.timer.limit():
+            return (yield)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        activate(None)
+        self.timer.close()
+
+
+def _stderr_fileno() -> int:
+    try:
+        fileno = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        fileno = -1
+    # Something replaced sys.stderr with an object that is not a file: the process's own.
+    return fileno if fileno >= 0 else sys.__stderr__.fileno()
 
 
 def _same_file(arg: str, path: str) -> bool:
@@ -67,6 +135,8 @@ class Recorder:
         #: xdist workers that collected the suite, and the notes the last to finish sent.
         self.collected: set[Any] = set()
         self.worker_notes: dict[str, list[str]] | None = None
+        #: Where workers write their stack when the time limit ends them (made on demand).
+        self.dumps: Path | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -106,12 +176,37 @@ class Recorder:
             report.user_properties = list(setup.user_properties)
             name = str(dict(report.user_properties)["byoc.id"])
         report.when = "call"  # xdist says "???": the test died in its call, not its setup
-        report.longrepr = _crash(report.node, f"running {name}")
+        stack = _timeout_stack(report.node)
+        if stack:
+            target = dict(report.user_properties).get("byoc.target") or self._target()
+            report.longrepr = (f"timed out after {shown(self.config.getoption('byoc_timeout'))}"
+                               f" while running {name} on target {target}")
+            report.sections.append(("stack when the time limit struck", stack))
+            _death(report.node)  # reap it, as a crash's is
+        else:
+            report.longrepr = _crash(report.node, f"running {name}")
         expected = dict(report.user_properties).get("byoc.xfail")
         if expected is not None:  # listed as an expected failure: a crash is one too
             report.outcome = "skipped"
             report.wasxfail = f"{expected} ({report.longrepr})"  # type: ignore[attr-defined]
         self.crashed.add(crashitem)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Tell a worker about to start where its stack goes if the time limit ends it."""
+        if not self.config.getoption("byoc_timeout"):
+            return
+        if self.dumps is None:
+            self.dumps = Path(tempfile.mkdtemp(prefix="byoc-conformance-stacks-"))
+        # A replacement worker gets an id of its own: one file each, nothing overwritten.
+        node.workerinput[DUMP_KEY] = str(self.dumps / f"{node.gateway.id}.txt")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.dumps is not None:
+            shutil.rmtree(self.dumps, ignore_errors=True)
+
+    def _target(self) -> str:
+        return self.config.getoption("byoc_target") or "the target"
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -125,9 +220,14 @@ class Recorder:
         if notes is not None:
             self.worker_notes = notes
         if error is not None and node not in self.collected:
-            target = self.config.getoption("byoc_target") or "the target"
-            pytest.exit(f"byoc: the conformance process "
-                        f"{_crash(node, f'collecting the suite of {target}')}", returncode=2)
+            during = f"collecting the suite of {self._target()}"
+            stack = _timeout_stack(node)
+            if stack:
+                sys.stderr.write(stack)
+                seconds = shown(max(self.config.getoption("byoc_timeout"), COLLECTION_FLOOR))
+                pytest.exit(f"byoc: the conformance process timed out after {seconds} while "
+                            f"{during} (its stack is above)", returncode=2)
+            pytest.exit(f"byoc: the conformance process {_crash(node, during)}", returncode=2)
 
     def notes(self, name: str) -> list[str]:
         """Expected failures of target ``name`` that matched no test (known where the
@@ -170,6 +270,16 @@ class Recorder:
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def _timeout_stack(node: Any) -> str:
+    """The stack a worker wrote when the time limit ended it; "" when it did not (it
+    crashed, or no limit was set)."""
+    dump = getattr(node, "workerinput", {}).get(DUMP_KEY)
+    try:
+        return Path(dump).read_text(encoding="utf-8", errors="replace") if dump else ""
+    except OSError:
+        return ""
 
 
 def _crash(node: Any, during: str) -> str:
