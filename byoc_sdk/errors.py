@@ -128,8 +128,11 @@ class PartitionError(ByocError):
 
 
 class ModuleError(ByocError):
-    """A compiled module does not keep the contract its artifact states (a region that
-    lists constants but whose library exports no ``<entry>_init`` to take them)."""
+    """A region's compiled module or vendor runtime failed to load: the library does not
+    open or keep the contract its artifact states (a region that lists constants but
+    whose library exports no ``<entry>_init`` to take them), or the vendor runtime
+    refuses its artifact. A build falls back to the host for it; loading a package
+    raises it, naming the region and target."""
 
 
 class OnnxRuntimeError(ByocError):

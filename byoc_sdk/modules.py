@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from byoc_sdk.errors import (
 )
 from byoc_sdk.memory_plan import ValueSpec
 from byoc_sdk.runtime import BoundCall, Runner, StepError
-from byoc_sdk.vendor_runtime import RegionSignature, get_runtime
+from byoc_sdk.vendor_runtime import RegionSignature, RuntimeNotFoundError, get_runtime
 
 
 def native_runner(
@@ -145,15 +147,62 @@ def _checked_results(runtime: str, signature: RegionSignature):
 SESSION_LOG_SEVERITY = 4
 
 
-def session_options(threads: int = 0):
+def session_options(threads: int = 0, spin: bool = False):
     """onnxruntime session options for every session byoc makes: ``threads`` intra-op
-    threads (0: onnxruntime's default) and logging left to byoc's own errors."""
+    threads (0: onnxruntime's default), idle threads that sleep unless ``spin``, and
+    logging left to byoc's own errors."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = SESSION_LOG_SEVERITY
     return options
+
+
+@dataclass(frozen=True)
+class HostThreading:
+    """How each of a model's host sessions runs its kernels: ``threads`` intra-op threads
+    (0: onnxruntime's default, one per physical core), and whether idle ones ``spin``."""
+
+    threads: int
+    spin: bool
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which taskset and cgroup
+    cpusets narrow), or all of the machine's where the platform cannot say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def host_threading(requested: int, host_steps: int) -> HostThreading:
+    """The threading of each of a model's ``host_steps`` onnxruntime sessions.
+
+    Every session has a pool of its own (threads - 1 workers, the caller being the
+    last), and onnxruntime's default of one thread per core for each made cores x steps
+    threads: 885 for 59 host steps at 16 a session, and a model of thousands of steps
+    could exhaust the process's thread limit at load. And a pool's threads spin for a
+    while after each run; host steps come every few steps, so with several pools they
+    never stop: 18 host steps on 2 CPUs burned 630 ms of CPU per 70 ms run in spinning
+    threads, taking the cores from the main thread and from the modules between the
+    steps (onnxruntime's shared global pool would bound the threads, but from Python it
+    always spins). So with several host steps, idle threads sleep, and ``requested`` 0
+    shares the available CPUs out among the sessions, at least one each.
+
+    A model of one host step keeps onnxruntime's defaults, spinning included: its one
+    pool competes with no other, and sleeping made a host-only model 15 to 35% slower
+    (a wake-up for each parallel kernel). ``requested`` > 0 is taken as it is.
+    """
+    if requested < 0:
+        raise ValueError(f"host_threads must be 0 (shared out automatically) or a "
+                         f"positive count of threads per host step, not {requested}")
+    if host_steps <= 1:
+        return HostThreading(requested, spin=True)
+    return HostThreading(requested or max(1, available_cpus() // host_steps), spin=False)
 
 
 class HostSession:
@@ -167,10 +216,11 @@ class HostSession:
     reason in one line; the runtime's ``StepError`` adds the step, region and target.
     """
 
-    def __init__(self, model: onnx.ModelProto, inputs: Sequence[str], threads: int = 0) -> None:
+    def __init__(self, model: onnx.ModelProto, inputs: Sequence[str],
+                 pool: HostThreading = HostThreading(0, spin=True)) -> None:
         import onnxruntime as ort
 
-        options = session_options(threads)
+        options = session_options(pool.threads, pool.spin)
         # The sub-models are small and made on load: full optimisation pays back at run
         # time.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -306,7 +356,8 @@ def assemble(
     ``source`` is the package file errors name (``None`` for a fresh build).
     ``runners`` are regions' runners made already (by the build, which loads each
     module to check it); the others are made here. ``host_threads`` sets onnxruntime's
-    intra-op threads for host steps (0: its default, one per core). ``model`` is the
+    intra-op threads for each host step (0: the CPUs shared out among the host steps,
+    see :func:`host_threading`). ``model`` is the
     ``onnx_ir`` form of ``contents.model`` when the caller has it (the build does), so it
     is not parsed again.
     """
@@ -327,13 +378,18 @@ def assemble(
         try:
             runners[name] = region_runner(region, contents.constants)
         except Exception as exc:  # the native loader or a vendor runtime refused it
-            raise ByocError(load_failure(exc), file=source, target=region.target,
-                            region=name) from exc
+            # Typed, so a caller can tell a runtime that is not installed from a module
+            # or runtime that is there but refuses its artifact.
+            kind = RuntimeNotFoundError if isinstance(exc, RuntimeNotFoundError) else ModuleError
+            raise kind(load_failure(exc), file=source, target=region.target,
+                       region=name) from exc
     initializers = {t.name for t in contents.model.graph.initializer}
     graph_outputs = set(contents.outputs)
     steps = []
     tables = ModelTables(contents.model)  # once: a model may have thousands of host steps
-    for index, plan in enumerate(plan_steps(model, set(runners))):
+    plans = plan_steps(model, set(runners))
+    pool = host_threading(host_threads, sum(plan.kind == "host" for plan in plans))
+    for index, plan in enumerate(plans):
         if plan.kind == "external":
             runner, runtime = runners[plan.name]
             region = compiled[plan.name]
@@ -347,7 +403,7 @@ def assemble(
             inputs = tuple(n for n in plan.inputs if n not in initializers)
             step_model = host_model(contents.model, plan, tables)
             try:
-                session = HostSession(step_model, inputs, host_threads)
+                session = HostSession(step_model, inputs, pool)
             except Exception as exc:  # onnxruntime raises its own untyped errors
                 # The loader's checks are onnx's; onnxruntime may still refuse a model
                 # they pass (an attribute value a kernel rejects, a type it has no kernel

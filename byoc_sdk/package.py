@@ -458,11 +458,7 @@ def read_package(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             _safe_member(name, label)
         if "manifest.json" not in names:
             raise PackageError("not a byoc package (no manifest.json)", file=label)
-        data = _read_member(zf, "manifest.json", label)
-        try:
-            manifest = json.loads(data)
-        except ValueError as exc:
-            raise PackageError(f"manifest.json is unreadable: {exc}", file=label) from exc
+        manifest = strict_json(_read_member(zf, "manifest.json", label), "manifest.json", label)
         if not isinstance(manifest, dict):
             _damaged(label, "", f"should hold a JSON object, not {_json_type(manifest)}")
         if manifest.get("format") != FORMAT:
@@ -653,6 +649,61 @@ def _member(members: dict[str, bytes], name: str, label: str) -> bytes:
     return members[name]
 
 
+class _NotJson(ValueError):
+    """What the strict reader refuses that Python's json module would take."""
+
+
+def _refuse_constant(word: str) -> NoReturn:
+    raise _NotJson(f"{word} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999: json.loads would make it inf
+        raise _NotJson(f"number {text} is too large for a 64-bit float")
+    return number
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    table = dict(pairs)
+    if len(table) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _NotJson(f"key {json.dumps(twice)} appears twice in one object")
+    return table
+
+
+def strict_json(data: bytes, name: str, label: str) -> Any:
+    """Member ``name`` parsed as standard JSON (RFC 8259), or a PackageError naming it.
+
+    A package is an exchange format, read by other tools too: Python's json module also
+    takes NaN, Infinity, numbers that overflow to infinity and repeated keys (the last
+    one wins, where another parser may keep the first), none of which byoc writes, so a
+    member holding one was made or changed by something else and is refused.
+    """
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite, object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as exc:
+        raise PackageError(f"{name} is unreadable: not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})", file=label) from exc
+    except RecursionError as exc:  # a few kilobytes of '[' would otherwise escape as this
+        raise PackageError(f"{name} is unreadable: not standard JSON (nested too deeply)",
+                           file=label) from exc
+    except ValueError as exc:
+        raise PackageError(f"{name} is unreadable: not standard JSON ({exc})",
+                           file=label) from exc
+
+
+def _text(members: dict[str, bytes], name: str, label: str) -> str:
+    """Member ``name`` as UTF-8 text (a source file), or a PackageError naming it."""
+    try:
+        return _member(members, name, label).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PackageError(f"{name} is unreadable: not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})", file=label) from exc
+
+
 def stored_constant(members: dict[str, bytes], sha: str, label: str) -> bytes:
     """The bytes of constant ``sha`` (a PackageError if no member holds it)."""
     return _member(members, f"constants/{sha}.bin", label)
@@ -691,14 +742,15 @@ def _load_region(entry: dict[str, Any], members: dict[str, bytes], label: str) -
     base = f"regions/{region.name}"
     kind = entry["kind"]
     if kind == "c_source":
-        sources = {name: _member(members, f"{base}/src/{name}", label).decode()
+        sources = {name: _text(members, f"{base}/src/{name}", label)
                    for name in entry["sources"]}
         region.artifact = CSource(sources, entry["entry"], list(entry["init_constants"]),
                                   list(entry["flags"]), entry["language"])
         library = members.get(f"{base}/lib/{platform_tag()}.so")
         region.library = _materialise(library) if library is not None else None
     elif kind == "json":
-        region.artifact = JsonGraph(json.loads(_member(members, f"{base}/graph.json", label)),
+        name = f"{base}/graph.json"
+        region.artifact = JsonGraph(strict_json(_member(members, name, label), name, label),
                                     entry["runtime"], list(entry["init_constants"]))
     else:  # "binary": the manifest's schema allows no other kind
         region.artifact = Binary(_member(members, f"{base}/program.bin", label),

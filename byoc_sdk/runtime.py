@@ -297,7 +297,9 @@ class CompiledModel:
     def load(cls, path: str | Path, *, host_threads: int = 0) -> CompiledModel:
         """Load a package written by :meth:`save`, checking every checksum.
 
-        ``host_threads`` sets onnxruntime's threads for host steps (0: one per core).
+        ``host_threads`` sets onnxruntime's intra-op threads for each host step; 0 shares
+        the available CPUs out among the host steps, at least one each (one host step
+        gets onnxruntime's default, one per physical core).
         """
         from byoc_sdk.package import load_package
 

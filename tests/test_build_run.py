@@ -849,3 +849,82 @@ def test_string_graph_inputs_and_outputs_pass_through(tmp_path: Path) -> None:
     assert list(CompiledModel.load(package).run({"s": np.array(["z", "y"]), "x": x})["t"]) == [
         "z", "y"]
     assert main(["run", str(package), "--random-inputs", "--check"]) == 0
+
+
+# --- host sessions' threads ----------------------------------------------------------------
+
+
+def _host_session_options(compiled: CompiledModel) -> list[tuple[int, bool]]:
+    """Each host step's intra-op thread count, and whether its idle threads spin, as its
+    session has them."""
+    found = []
+    for step in compiled.steps:
+        if step.kind == "host":
+            options = step.runner.session.get_session_options()
+            try:
+                spin = options.get_session_config_entry("session.intra_op.allow_spinning")
+            except RuntimeError:  # not set: onnxruntime's default, which spins
+                spin = "1"
+            found.append((options.intra_op_num_threads, spin == "1"))
+    return found
+
+
+def _alternating() -> CompiledModel:
+    """block_chain on simaccel: host steps (Softmax diamonds) between offloaded regions."""
+    from byoc_sdk.model_zoo import block_chain
+
+    compiled = build(block_chain(60), ["simaccel"])
+    kinds = [step.kind for step in compiled.steps]
+    assert kinds.count("host") == 3 and kinds.count("external") > 1, kinds
+    return compiled
+
+
+def test_host_steps_share_the_cpus_and_sleep_when_idle(monkeypatch):
+    # onnxruntime gives each session a pool of one thread per core, spinning after each
+    # run: with a session per host step, a model of 18 host steps on 2 cores burned
+    # 630 ms of CPU per 70 ms run in threads spinning while other steps ran.
+    from byoc_sdk import modules
+
+    monkeypatch.setattr(modules, "available_cpus", lambda: 8)
+    assert _host_session_options(_alternating()) == [(2, False)] * 3  # 8 CPUs, 3 steps
+
+    monkeypatch.setattr(modules, "available_cpus", lambda: 2)
+    assert _host_session_options(_alternating()) == [(1, False)] * 3  # at least one each
+
+
+def test_host_threads_set_each_host_step_s_threads(tmp_path):
+    from byoc_sdk.model_zoo import block_chain
+
+    compiled = build(block_chain(60), ["simaccel"], host_threads=3)
+    assert _host_session_options(compiled) == [(3, False)] * 3
+    loaded = CompiledModel.load(compiled.save(tmp_path / "chain.byoc"), host_threads=2)
+    assert _host_session_options(loaded) == [(2, False)] * 3
+    with pytest.raises(ValueError, match=r"host_threads must be 0 .* not -1"):
+        CompiledModel.load(tmp_path / "chain.byoc", host_threads=-1)
+
+
+def test_one_host_step_keeps_onnxruntime_s_defaults(example_targets, example_model):
+    # Its one pool competes with no other: every core, spinning, as onnxruntime has it
+    # (sleeping made a host-only model 15 to 35% slower).
+    compiled = build(example_model(), [example_targets["json"].target])
+    assert [s.kind for s in compiled.steps].count("host") == 1
+    assert _host_session_options(compiled) == [(0, True)]
+    with pytest.raises(ValueError, match=r"host_threads must be 0 .* not -1"):
+        build(example_model(), [example_targets["json"].target], host_threads=-1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_many_host_steps_do_not_make_a_pool_each():
+    from byoc_sdk.model_zoo import block_chain
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    model = block_chain(300)
+    before = threads()
+    compiled = build(model, ["simaccel"])
+    compiled.run({"input": np.zeros((1, 8, 8, 8), np.float32)})
+    host_steps = [s.kind for s in compiled.steps].count("host")
+    assert host_steps == 18
+    # Before, every host step's session made a pool of (physical cores - 1) workers.
+    assert threads() - before <= (os.cpu_count() or 1), (threads() - before, host_steps)

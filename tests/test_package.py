@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -513,3 +514,70 @@ def test_a_scalar_constant_keeps_its_shape_through_save_and_load(tmp_path):
     info = {"dtype": "float32", "shape": []}
     loaded = _constant("abc", info, {"constants/abc.bin": data.tobytes()}, "test.byoc")
     assert loaded.shape == () and loaded == 2.5
+
+
+# --- JSON members are standard JSON -------------------------------------------------------
+
+#: Edits of a JSON member's text that Python's json module takes and RFC 8259 does not
+#: (or that, repeated keys, parsers resolve differently), each as (edit, what the error
+#: says). Each edit adds a field byoc does not read, so only the reading can refuse it.
+NOT_JSON = {
+    "NaN": (lambda text: text.replace("{", '{"added_later": NaN, ', 1), "NaN is not a JSON"),
+    "Infinity": (lambda text: text.replace("{", '{"added_later": -Infinity, ', 1),
+                 "-Infinity is not a JSON"),
+    "overflow": (lambda text: text.replace("{", '{"added_later": 1e999, ', 1),
+                 "1e999 is too large"),
+    "repeated key": (lambda text: text.replace("{", '{"added_later": 1, "added_later": 2, ', 1),
+                     'key "added_later" appears twice'),
+    "deep": (lambda text: text.replace("{", '{"added_later": ' + "[" * 100_000
+                                       + "]" * 100_000 + ", ", 1), "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "regions/jsondemo_0/graph.json"])
+@pytest.mark.parametrize("case", sorted(NOT_JSON))
+def test_a_json_member_that_is_not_standard_json_is_refused(member, case, saved, tmp_path):
+    path, _model, _compiled = saved("json")
+    edit, message = NOT_JSON[case]
+    data = edit(read_members(path)[member].decode()).encode()
+    bad = tmp_path / "bad.byoc"
+    if member == "manifest.json":  # the one member no checksum covers
+        rewrite(path, bad, change={member: lambda _: data})
+    else:
+        repack(path, bad, member, data)
+    with pytest.raises(PackageError, match=re.escape(message)) as raised:
+        CompiledModel.load(bad)
+    error = raised.value
+    assert str(error).startswith(f"file {bad}: {member} is unreadable: not standard JSON")
+    assert error.context.file == str(bad) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "regions/jsondemo_0/graph.json",
+                                    "regions/cdemo_0/src/"])
+def test_a_text_member_that_is_not_utf8_is_refused_naming_it(member, saved, tmp_path):
+    path, _model, _compiled = saved("json" if member.endswith(".json") else "c_source")
+    members = read_members(path)
+    if member.endswith("/"):
+        member = _some_member(members, member)
+    # Latin-1 for "é" in a string: valid JSON and C, in the wrong encoding.
+    data = members[member].replace(b'"', b'"\xe9', 1)
+    bad = tmp_path / "bad.byoc"
+    if member == "manifest.json":
+        rewrite(path, bad, change={member: lambda _: data})
+    else:
+        repack(path, bad, member, data)
+    with pytest.raises(PackageError) as raised:
+        CompiledModel.load(bad)
+    assert f"{member} is unreadable: not UTF-8 text" in str(raised.value)
+
+
+def test_a_cli_inspect_of_a_manifest_with_nan_is_one_line(saved, tmp_path, capsys):
+    from byoc_sdk.cli import main
+
+    path, _model, _compiled = saved("json")
+    text = NOT_JSON["NaN"][0](read_members(path)["manifest.json"].decode())
+    bad = repack(path, tmp_path / "bad.byoc", "manifest.json", text.encode())
+    assert main(["inspect", str(bad), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"byoc: error: file {bad}: manifest.json is unreadable: not "
+                           "standard JSON (NaN is not a JSON value)")

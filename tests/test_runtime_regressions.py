@@ -4,7 +4,9 @@ alias a caller's arrays, and models of many host steps."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -490,3 +492,72 @@ def test_a_failing_host_step_is_one_line_without_onnxruntime_s_source(case, tmp_
     assert captured.err == f"byoc: error: {message}\n" and captured.out == ""
 
     assert compiled.run(good)  # the model is left ready to run
+
+
+# --- 10. every error type a user can meet is exported and in the docs' list -------------
+
+
+def _documented_errors() -> set[str]:
+    """The error types the tree in architecture.md's "Errors and what they name" lists."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    tree = text.split("### Errors and what they name", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"\b([A-Z]\w*Error)\b", tree))
+
+
+def test_the_error_types_are_exported_and_documented():
+    import byoc_sdk
+    from byoc_sdk import build as build_module
+    from byoc_sdk import errors, package, runtime, toolchain, vendor_runtime
+
+    exported = {name for name in byoc_sdk.__all__
+                if isinstance(getattr(byoc_sdk, name), type)
+                and issubclass(getattr(byoc_sdk, name), byoc_sdk.ByocError)}
+    # Every ByocError of the modules that build, package and run a model: a caller who
+    # wants to catch one should not have to know which private module defines it.
+    defined = {name for module in (errors, build_module, package, runtime, toolchain,
+                                   vendor_runtime)
+               for name, value in vars(module).items()
+               if isinstance(value, type) and issubclass(value, byoc_sdk.ByocError)
+               and value.__module__ == module.__name__ and not name.startswith("_")}
+    assert defined - exported == set()
+    assert {"ModuleError", "OnnxRuntimeError", "RuntimeNotFoundError"} <= exported
+    assert _documented_errors() == exported
+
+
+def _with_program(source: Path, target: Path, program: bytes) -> Path:
+    """``source`` with its one binary region's program replaced, under a fresh checksum."""
+    with zipfile.ZipFile(source) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    name = next(n for n in members if n.endswith("/program.bin"))
+    members[name] = program
+    manifest = json.loads(members["manifest.json"])
+    manifest["members"][name] = hashlib.sha256(program).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return target
+
+
+def test_a_region_that_fails_to_load_from_a_package_is_a_module_error(package, tmp_path):
+    import byoc_sdk
+
+    bad = _with_program(package, tmp_path / "bad.byoc", b"not a program")
+    with pytest.raises(byoc_sdk.ModuleError) as raised:
+        CompiledModel.load(bad)
+    error = raised.value
+    assert error.context.file == str(bad) and error.context.target == "simaccel"
+    assert error.context.region and "module failed to load" in str(error)
+
+
+def test_a_package_whose_runtime_is_missing_raises_runtime_not_found(package, monkeypatch):
+    import byoc_sdk
+    from byoc_sdk import vendor_runtime
+
+    monkeypatch.setattr(vendor_runtime, "_registered", {})
+    monkeypatch.setattr(vendor_runtime, "entry_points", lambda group: [])
+    with pytest.raises(byoc_sdk.RuntimeNotFoundError) as raised:
+        CompiledModel.load(package)
+    error = raised.value
+    assert error.context.region and error.context.target == "simaccel"
+    assert "no vendor runtime 'simaccel' is installed" in str(error)
