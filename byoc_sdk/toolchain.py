@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,10 @@ _CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
 _MAX_MESSAGE_LINES = 40
 #: Rejected builds kept in ``<cache>/failed`` for reading; older ones are removed.
 KEEP_FAILED = 20
+#: Seconds one region's compile may take unless ``BYOC_COMPILE_TIMEOUT`` says otherwise:
+#: far beyond any region the bundled codegens emit (seconds), so only a compiler that
+#: hangs, or a source it cannot finish, meets it.
+DEFAULT_COMPILE_TIMEOUT = 600.0
 
 
 class ToolchainError(ByocError):
@@ -58,6 +63,37 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("byoc"))
 
 
+def compile_timeout() -> float | None:
+    """Seconds one compile may take: ``BYOC_COMPILE_TIMEOUT`` (0: no limit) or
+    :data:`DEFAULT_COMPILE_TIMEOUT`."""
+    configured = os.environ.get("BYOC_COMPILE_TIMEOUT")
+    if configured is None or not configured.strip():
+        return DEFAULT_COMPILE_TIMEOUT
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ToolchainError(f"BYOC_COMPILE_TIMEOUT must be a number of seconds (0: no "
+                             f"limit), not {configured!r}")
+    return seconds or None
+
+
+def _run(command: list[str], timeout: float | None) -> subprocess.CompletedProcess[str]:
+    """Run a compiler, stopping it and every process it started (cc1, as, ld, nvcc's
+    stages) when it takes longer than ``timeout`` seconds or this process is interrupted:
+    ``subprocess.run`` would stop the driver alone and leave its children compiling."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:  # the time limit, or Ctrl-C, which the new session no longer sees
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @dataclass(frozen=True)
 class CompileJob:
     """One region's sources to compile."""
@@ -76,6 +112,8 @@ class Toolchain:
     nvcc: str = field(default_factory=lambda: os.environ.get("NVCC", "nvcc"))
     cache: Path = field(default_factory=cache_dir)
     portable: bool = False
+    #: Seconds one compile may take (``None``: no limit).
+    timeout: float | None = field(default_factory=compile_timeout)
 
     def command(self, artifact: CSource, sources: Sequence[Path], output: Path) -> list[str]:
         """The compiler command line for ``artifact``'s sources."""
@@ -140,7 +178,14 @@ class Toolchain:
             partial = Path(work) / "module.so"
             command = self.command(artifact, sources, partial)
             try:
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                done = _run(command, self.timeout)
+            except subprocess.TimeoutExpired as exc:
+                kept = self._keep_failed(key, sources)
+                raise ToolchainError(
+                    f"{Path(command[0]).name} was still compiling after {self.timeout:g} s "
+                    f"and was stopped (BYOC_COMPILE_TIMEOUT sets the limit); sources kept in "
+                    f"{kept}", target=job.target, region=job.region,
+                ) from exc
             except OSError as exc:  # not found, not executable: not the cache's fault
                 problem = ("not found" if isinstance(exc, FileNotFoundError)
                            else f"cannot be run ({describe_exception(exc)})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -283,3 +284,51 @@ def test_nvcc_error_is_reported(tmp_path):
     with pytest.raises(ToolchainError, match=r"nvcc failed: .*bad\.cu.*error") as raised:
         Toolchain(cache=tmp_path).compile(job)
     assert raised.value.context.region == "cuda_bad"
+
+
+def test_a_compile_that_runs_past_the_limit_is_stopped_with_its_children(tmp_path):
+    # A compiler that never finishes (here: one whose child sleeps) must not hold the
+    # build: it is stopped at the limit, with every process it started.
+    child_pid = tmp_path / "child.pid"
+    hanging = tmp_path / "hanging-cc"
+    hanging.write_text(f"""#!/bin/sh
+case " $* " in
+  *" -shared "*) sleep 60 & echo $! > "{child_pid}"; wait;;
+esac
+exit 1
+""")
+    hanging.chmod(hanging.stat().st_mode | stat.S_IEXEC)
+    toolchain = Toolchain(cc=str(hanging), cache=tmp_path / "cache", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(ToolchainError) as raised:
+        toolchain.compile(good_job("r3"))
+    assert time.monotonic() - started < 30
+    message = str(raised.value)
+    assert "still compiling after 0.5 s" in message and "BYOC_COMPILE_TIMEOUT" in message
+    assert "sources kept in" in message and raised.value.context.region == "r3"
+    pid = int(child_pid.read_text())
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid), "the compiler's child was left running"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped by init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", 600.0), ("2.5", 2.5), ("0", None)])
+def test_compile_timeout_comes_from_the_environment(monkeypatch, setting, expected):
+    monkeypatch.setenv("BYOC_COMPILE_TIMEOUT", setting)
+    assert Toolchain().timeout == expected
+
+
+@pytest.mark.parametrize("setting", ["soon", "-1", "inf", "nan"])
+def test_a_bad_compile_timeout_is_one_clear_error(monkeypatch, setting):
+    monkeypatch.setenv("BYOC_COMPILE_TIMEOUT", setting)
+    with pytest.raises(ToolchainError, match="BYOC_COMPILE_TIMEOUT must be a number of seconds"):
+        Toolchain()
