@@ -73,6 +73,7 @@ def load_model(
     _run_checker(proto, bool(external), label)
     if infer_shapes:
         proto = _infer_shapes(proto, label)
+        _types_from_onnxruntime(proto, base_dir, notes)
     with bulk_allocation():
         model = ir.from_proto(proto)
     if base_dir is not None:
@@ -470,6 +471,63 @@ def _infer_shapes(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise InvalidGraphError(f"shape inference failed: {exc}", file=label) from exc
+
+
+def _types_from_onnxruntime(proto: onnx.ModelProto, base_dir: Path | None,
+                            notes: list[str]) -> None:
+    """Type the main-graph values that onnx's shape inference left untyped, as
+    onnxruntime types them.
+
+    onnx knows no schema of the ``com.microsoft`` ops that quantizers and optimizers
+    write (QLinearAdd, QGemm, FusedMatMul, ...), so their outputs, and everything
+    computed from them, have no type. Such a value that crosses from one host step to
+    another, around an offloaded region, left the runtime with no type to declare it
+    by. onnxruntime has the schemas: a session over a copy that lists the untyped values
+    as outputs reports their types without running anything. Where onnxruntime cannot
+    open the model either, the values stay untyped: it could not run the model anyway.
+    """
+    graph = proto.graph
+    typed = {v.name for v in chain(graph.input, graph.output, graph.value_info)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+    typed.update(t.name for t in graph.initializer)
+    untyped = list(dict.fromkeys(
+        name for node in graph.node for name in node.output if name and name not in typed))
+    if not untyped:
+        return
+    import onnxruntime as ort  # only models with untyped values pay for the import
+
+    from byoc_sdk.modules import session_options
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in untyped)
+    options = session_options(1)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if base_dir is not None:
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(base_dir))
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own exception types, one per failure
+        return
+    found = 0
+    wanted = set(untyped)
+    for output in session.get_outputs():
+        kind = re.fullmatch(r"tensor\((\w+)\)", output.type or "")
+        known = kind and onnx.TensorProto.DataType.DESCRIPTOR.values_by_name.get(
+            kind.group(1).upper())
+        if output.name not in wanted or not known:
+            continue  # a sequence, a map, or a type name this onnx does not know
+        elem = known.number
+        # onnxruntime reports an unknown shape as [], a scalar's shape too: take [] as
+        # unknown, which is never wrong (a scalar read as a tensor of rank 0 would be).
+        dims = [d if isinstance(d, int | str) else None for d in output.shape or ()] or None
+        graph.value_info.append(onnx.helper.make_tensor_value_info(output.name, elem, dims))
+        found += 1
+    if found:
+        notes.append(f"types of {found} values that onnx's shape inference cannot type "
+                     "(ops outside the default domain) taken from onnxruntime")
 
 
 #: What onnx's strict inference says when a declared type disagrees with the inferred one.

@@ -148,7 +148,12 @@ class MergeRegionsPass(ir.passes.InPlacePass):
                 expanded = True
         plans: list[RegionPlan] = []
         counts: dict[str, int] = {}
+        # A region's name is its call node's and its function's: a model-local function
+        # already in a target's domain (a user's, or one left by an earlier partition)
+        # would otherwise be replaced by the region's body, and its callers run that.
+        domains = {target.domain for target in self.targets}
         taken = {node.name for node in index.nodes}
+        taken.update(name for domain, name, _ in model.functions if domain in domains)
         for region in regions:
             target = self.targets[labels[region[0]]]
             name, number = numbered(target.name, counts.get(target.name, 0), taken)
