@@ -4,6 +4,7 @@ other, so anything shared lives here as a fixture."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,57 @@ def captured_regions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
 
     monkeypatch.setattr(cpu_target, "codegen", recording)
     yield seen
+
+
+# --- conformance runs on targets made for the test ------------------------------------
+
+
+def _make_visible(folder: Path, name: str, entry_points: dict[str, dict[str, str]]) -> None:
+    info = folder / f"{name}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {value}" for key, value in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def make_visible() -> Callable[[Path, str, dict[str, dict[str, str]]], None]:
+    """``make_visible(folder, name, {group: {key: "module:attr"}})``: make packages in
+    ``folder`` look installed to a subprocess with ``folder`` on ``PYTHONPATH``, as a
+    dist-info with those entry points, without touching the test environment."""
+    return _make_visible
+
+
+def _sabotaged_template(folder: Path, name: str, module_c: str, codegen_py: str) -> Path:
+    from byoc_sdk.conformance.template import render_template
+
+    project = render_template(name, kind="c_source", output_dir=folder)
+    codegen = project / f"{name}_byoc" / "codegen.py"
+    text = codegen.read_text()
+    step = 'self.lines += [f"  /* {step.op} */",'
+    lowered = "program = lower(region)\n"
+    assert step in text and lowered in text
+    text = text.replace(step, 'if step.op == "Relu" and self.program.size(step.output) == 6:\n'
+                              f"            self.lines.append({module_c!r})\n"
+                              f"        {step}")
+    text = text.replace(lowered, lowered + (
+        '    if [s.op for s in program.steps] == ["Add"] and program.inputs == ["x0", "x1"] \\\n'
+        '            and program.shapes["x0"] == program.shapes["x1"] == (2, 3):\n'
+        f"        {codegen_py}\n"))
+    codegen.write_text(text)
+    _make_visible(project, f"{name}_byoc",
+                  {"byoc.targets": {name: f"{name}_byoc.target:target"}})
+    return project
+
+
+@pytest.fixture(scope="session")
+def sabotaged_template() -> Callable[[Path, str, str, str], Path]:
+    """``sabotaged_template(folder, name, module_c, codegen_py)``: the c_source vendor
+    template generated in ``folder`` as target ``name`` and made visible, except that its
+    compiled module runs the C statement ``module_c`` on a Relu of six elements and its
+    codegen the Python statement ``codegen_py`` on an Add of two 2x3 data inputs (the
+    case op[Add-2x3-f32])."""
+    return _sabotaged_template

@@ -18,19 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from byoc_sdk.conformance.template import render_template
-
 BYOC = [sys.executable, "-m", "byoc_sdk.cli"]
 LIMIT = "2"
-
-
-def _make_visible(folder: Path, name: str, targets: dict[str, str]) -> None:
-    """Make a package in ``folder`` look installed: a dist-info with its entry points."""
-    info = folder / f"{name}-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[byoc.targets]\n" + "".join(f"{k} = {v}\n" for k, v in targets.items()))
 
 
 def _conformance(folder: Path, target: str, *args: str,
@@ -53,28 +42,14 @@ def _conformance(folder: Path, target: str, *args: str,
 
 
 @pytest.fixture(scope="module")
-def hanging(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hanging(tmp_path_factory: pytest.TempPathFactory, sabotaged_template) -> Path:
     """The c_source template as generated, but its compiled module loops for good on a
     Relu of six elements, and its codegen waits for good, in C and holding the GIL, on an
-    Add of two 2x3 data inputs (the case op[Add-2x3-f32])."""
-    folder = tmp_path_factory.mktemp("hanging")
-    project = render_template("hangacc", kind="c_source", output_dir=folder)
-    codegen = project / "hangacc_byoc" / "codegen.py"
-    text = codegen.read_text()
-    loop = 'self.lines += [f"  /* {step.op} */",'
-    lowered = "program = lower(region)\n"
-    assert loop in text and lowered in text
-    text = text.replace(loop, 'if step.op == "Relu" and self.program.size(step.output) == 6:\n'
-                              '            self.lines.append("  for (volatile int s = 1; s;) {}")\n'
-                              f"        {loop}")
-    # ctypes.pythonapi calls keep the GIL; pause() returns only for a caught signal.
-    text = text.replace(lowered, lowered + (
-        '    if [s.op for s in program.steps] == ["Add"] and program.inputs == ["x0", "x1"] \\\n'
-        '            and program.shapes["x0"] == program.shapes["x1"] == (2, 3):\n'
-        "        __import__('ctypes').pythonapi.pause()\n"))
-    codegen.write_text(text)
-    _make_visible(project, "hangacc_byoc", {"hangacc": "hangacc_byoc.target:target"})
-    return project
+    Add of two 2x3 data inputs (the case op[Add-2x3-f32]): ctypes.pythonapi calls keep
+    the GIL, and pause() returns only for a caught signal."""
+    return sabotaged_template(tmp_path_factory.mktemp("hanging"), "hangacc",
+                              "  for (volatile int s = 1; s;) {}",
+                              "__import__('ctypes').pythonapi.pause()")
 
 
 def test_a_hanging_case_is_one_failed_case_and_the_rest_still_run(hanging: Path) -> None:

@@ -22,18 +22,6 @@ from byoc_sdk.conformance.template import render_template
 BYOC = [sys.executable, "-m", "byoc_sdk.cli"]
 
 
-def _make_visible(folder: Path, name: str, entry_points: dict[str, dict[str, str]]) -> None:
-    """Make packages in ``folder`` look installed: a dist-info with their entry points."""
-    info = folder / f"{name}-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
-    lines = []
-    for group, entries in entry_points.items():
-        lines.append(f"[{group}]")
-        lines += [f"{key} = {value}" for key, value in entries.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-
-
 def _conformance(folder: Path, target: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -42,7 +30,7 @@ def _conformance(folder: Path, target: str, *args: str) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def broken(tmp_path_factory: pytest.TempPathFactory, make_visible) -> Path:
     """The json template as generated, but its Add kernel adds 0.01 too much."""
     folder = tmp_path_factory.mktemp("broken")
     project = render_template("brokenacc", kind="json", output_dir=folder)
@@ -51,7 +39,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert '"Add": (2, np.add),' in text
     kernels.write_text(text.replace('"Add": (2, np.add),',
                                     '"Add": (2, lambda a, b: a + b + np.float32(0.01)),'))
-    _make_visible(project, "brokenacc_byoc", {
+    make_visible(project, "brokenacc_byoc", {
         "byoc.targets": {"brokenacc": "brokenacc_byoc.target:target"},
         "byoc.runtimes": {"brokenacc": "brokenacc_byoc.runtime:DeviceRuntime"},
     })
@@ -80,28 +68,12 @@ def test_wrong_numerics_in_one_op_fail_conformance_naming_it(broken: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def crashing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def crashing(tmp_path_factory: pytest.TempPathFactory, sabotaged_template) -> Path:
     """The c_source template as generated, but its compiled module writes through NULL on
     a Relu of six elements, and its codegen aborts the process on an Add of two 2x3
     data inputs (the case op[Add-2x3-f32])."""
-    folder = tmp_path_factory.mktemp("crashing")
-    project = render_template("crashacc", kind="c_source", output_dir=folder)
-    codegen = project / "crashacc_byoc" / "codegen.py"
-    text = codegen.read_text()
-    loop = 'self.lines += [f"  /* {step.op} */",'
-    lowered = "program = lower(region)\n"
-    assert loop in text and lowered in text
-    text = text.replace(loop, 'if step.op == "Relu" and self.program.size(step.output) == 6:\n'
-                              '            self.lines.append("  *(volatile int*)0 = 1;")\n'
-                              f"        {loop}")
-    text = text.replace(lowered, lowered + (
-        '    if [s.op for s in program.steps] == ["Add"] and program.inputs == ["x0", "x1"] \\\n'
-        '            and program.shapes["x0"] == program.shapes["x1"] == (2, 3):\n'
-        "        __import__('os').abort()\n"))
-    codegen.write_text(text)
-    _make_visible(project, "crashacc_byoc",
-                  {"byoc.targets": {"crashacc": "crashacc_byoc.target:target"}})
-    return project
+    return sabotaged_template(tmp_path_factory.mktemp("crashing"), "crashacc",
+                              "  *(volatile int*)0 = 1;", "__import__('os').abort()")
 
 
 def test_a_crashing_case_is_one_failed_case_and_the_rest_still_run(crashing: Path) -> None:
@@ -131,13 +103,14 @@ def test_a_crashing_case_is_one_failed_case_and_the_rest_still_run(crashing: Pat
     assert '<property name="byoc.category" value="op"' in case
 
 
-def test_a_target_that_crashes_while_loading_ends_the_run_in_one_line(tmp_path: Path) -> None:
+def test_a_target_that_crashes_while_loading_ends_the_run_in_one_line(tmp_path: Path,
+                                                                      make_visible) -> None:
     # Every replacement worker would crash the same way: no restart, no report.
     package = tmp_path / "crashload"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "target.py").write_text("import os\nos.abort()\n")
-    _make_visible(tmp_path, "crashload", {"byoc.targets": {"crashload": "crashload.target:t"}})
+    make_visible(tmp_path, "crashload", {"byoc.targets": {"crashload": "crashload.target:t"}})
     done = _conformance(tmp_path, "crashload", "--report", str(tmp_path / "report.json"))
     assert done.returncode == 2, done.stdout[-4000:] + done.stderr[-4000:]
     assert ("byoc: the conformance process crashed: SIGABRT while collecting the suite of "
@@ -178,7 +151,7 @@ def test_a_malformed_expected_failures_file_is_a_usage_error(broken: Path) -> No
     assert "needs a reason" in done.stderr and "bad-xfail.txt:1" in done.stderr
 
 
-def test_a_target_without_codegen_cannot_pass(tmp_path: Path) -> None:
+def test_a_target_without_codegen_cannot_pass(tmp_path: Path, make_visible) -> None:
     package = tmp_path / "nocg_target"
     package.mkdir()
     (package / "__init__.py").write_text(textwrap.dedent('''
@@ -186,7 +159,7 @@ def test_a_target_without_codegen_cannot_pass(tmp_path: Path) -> None:
         target = Target("nocg", version="1.0", vendor="Nobody", description="partition only")
         target.support("Relu", dtypes={"float32"}, static_shapes=True)
     '''))
-    _make_visible(tmp_path, "nocg_target", {"byoc.targets": {"nocg": "nocg_target:target"}})
+    make_visible(tmp_path, "nocg_target", {"byoc.targets": {"nocg": "nocg_target:target"}})
     report = tmp_path / "report.json"
     done = _conformance(tmp_path, "nocg", "--report", str(report))
     assert done.returncode == 1
@@ -253,11 +226,12 @@ def test_a_model_that_cannot_take_part_is_one_error_line(tmp_path: Path, name: s
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_pytest_plugins_installed_beside_the_target_stay_out_of_the_run(tmp_path: Path) -> None:
+def test_pytest_plugins_installed_beside_the_target_stay_out_of_the_run(tmp_path: Path,
+                                                                       make_visible) -> None:
     # A vendor's environment holds pytest plugins of its own: pytest would load every one.
     (tmp_path / "strayplugin.py").write_text(
         "def pytest_configure(config):\n    raise RuntimeError('stray plugin loaded')\n")
-    _make_visible(tmp_path, "strayplugin", {"pytest11": {"stray": "strayplugin"}})
+    make_visible(tmp_path, "strayplugin", {"pytest11": {"stray": "strayplugin"}})
     done = _conformance(tmp_path, "cpu", "-k", "op and Relu-2x3-f32")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "stray plugin loaded" not in done.stdout + done.stderr

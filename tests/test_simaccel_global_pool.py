@@ -25,19 +25,6 @@ from reference_backends.simaccel.testing import GraphBuilder, check
 TINY = {"input_kib": 4, "weight_kib": 4, "accumulator_kib": 4}
 
 
-def model_at(g: GraphBuilder, opset: int, *outputs: str) -> onnx.ModelProto:
-    """``g``'s model at ``opset``: ReduceMean takes its axes as an input from opset 18,
-    as an attribute before (GraphBuilder pins one opset)."""
-    graph = helper.make_graph(g.nodes, "g", g.inputs,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
-                               for o in outputs], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=IR_VERSION)
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
 def reduce_mean(g: GraphBuilder, x: str, opset: int, axes: Sequence[int] | None,
                 name: str = "mean", **attrs: object) -> str:
     """ReduceMean over ``axes`` (``None``: no axes given) in ``opset``'s spelling."""
@@ -65,8 +52,9 @@ def classifier(opset: int, axes: Sequence[int], keepdims: int, *, batch: int = 2
                     keepdims=keepdims)
     if keepdims:
         y = g.node("Flatten", [y], axis=1)
-    return model_at(g, opset, g.node("Gemm", [y, g.weight("w", (10, channels)),
-                                             g.weight("b", (10,))], "logits", transB=1))
+    logits = g.node("Gemm", [y, g.weight("w", (10, channels)), g.weight("b", (10,))],
+                    "logits", transB=1)
+    return g.model(logits, opset=opset)
 
 
 # --- what runs on the chip, equal to onnxruntime ------------------------------------
@@ -93,7 +81,7 @@ def test_spatial_mean_as_a_region_output_and_read_again(keepdims):
     mean = reduce_mean(g, g.node("Relu", [x]), 21, [2, 3], keepdims=keepdims)
     flat = g.node("Flatten", [mean], axis=1)
     logits = g.node("Gemm", [flat, g.weight("w", (4, 5)), g.weight("b", (4,))], transB=1)
-    compiled = check(model_at(g, 21, mean, logits))
+    compiled = check(g.model(mean, logits, opset=21))
     assert target_of(compiled.report.partition.nodes, "mean")[0] == "simaccel"
 
 
@@ -102,7 +90,7 @@ def test_noop_with_empty_axes_does_not_matter_when_axes_are_given():
     2 and 3 it still pools."""
     g = GraphBuilder()
     x = g.input("x", (1, 6, 5, 5))
-    model = model_at(g, 21, reduce_mean(g, x, 21, [2, 3], keepdims=0, noop_with_empty_axes=1))
+    model = g.model(reduce_mean(g, x, 21, [2, 3], keepdims=0, noop_with_empty_axes=1), opset=21)
     compiled = check(model)
     assert target_of(compiled.report.partition.nodes, "mean")[0] == "simaccel"
 
@@ -114,8 +102,8 @@ def test_an_exported_cnn_head_stays_in_one_region_with_its_classifier():
     x = g.input("x", (1, 3, 16, 16))
     y = g.node("Relu", [g.conv(g.node("Relu", [g.conv(x, 3, 8, 3)]), 8, 16, 3, stride=2)])
     y = reduce_mean(g, y, 21, [2, 3], keepdims=0)
-    model = model_at(g, 21, g.node("Gemm", [y, g.weight("w", (10, 16)), g.weight("b", (10,))],
-                                   "logits", transB=1))
+    model = g.model(g.node("Gemm", [y, g.weight("w", (10, 16)), g.weight("b", (10,))],
+                           "logits", transB=1), opset=21)
     result = byoc.partition_model(model, ["simaccel"])
     assert {n.target for n in result.report.nodes} == {"simaccel"}
     assert len(result.report.regions) == 1
@@ -138,7 +126,7 @@ def _one_reduce_mean(shape: Sequence[int], axes: Sequence[int] | None, opset: in
                      **attrs: object) -> onnx.ModelProto:
     g = GraphBuilder()
     x = g.input("x", shape)
-    return model_at(g, opset, reduce_mean(g, g.node("Relu", [x]), opset, axes, **attrs))
+    return g.model(reduce_mean(g, g.node("Relu", [x]), opset, axes, **attrs), opset=opset)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +179,7 @@ def test_the_support_table_says_which_reduce_mean():
 def _pool_model(op: str, shape: Sequence[int], **attrs: object) -> onnx.ModelProto:
     g = GraphBuilder()
     x = g.input("x", shape)
-    return model_at(g, 21, g.node(op, [x], "pool", **attrs))
+    return g.model(g.node(op, [x], "pool", **attrs), opset=21)
 
 
 POOLS = [("GlobalAveragePool", {}), ("MaxPool", {"kernel_shape": [2, 2]}),

@@ -105,12 +105,12 @@ class GraphBuilder:
             self.weight(f"bn_bias{n}", (channels,)), self.weight(f"bn_mean{n}", (channels,)),
             self.const(f"bn_var{n}", self.rng.uniform(0.5, 1.5, channels))], epsilon=1e-5)
 
-    def model(self, *outputs: str) -> onnx.ModelProto:
-        """The model with ``outputs``, shapes inferred and checked."""
+    def model(self, *outputs: str, opset: int = OPSET) -> onnx.ModelProto:
+        """The model with ``outputs`` in ``opset``, shapes inferred and checked."""
         graph = helper.make_graph(self.nodes, "g", self.inputs,
                                   [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
                                    for o in outputs], self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                   ir_version=IR_VERSION)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         onnx.checker.check_model(model, full_check=True)
