@@ -155,9 +155,9 @@ def _positive(text: str) -> int:
     return _integer(text, 1)
 
 
-def _seed(text: str) -> int:
-    # numpy's generators take no negative seed (they would fail only once the package
-    # has been loaded).
+def _non_negative(text: str) -> int:
+    # A seed too: numpy's generators take no negative seed (they would fail only once
+    # the package has been loaded).
     return _integer(text, 0)
 
 
@@ -303,7 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _writable(Path(args.profile), "profile")
     if args.save_outputs:
         _writable_folder(Path(args.save_outputs), "outputs")
-    compiled = CompiledModel.load(args.package)
+    compiled = CompiledModel.load(args.package, host_threads=args.host_threads)
     files = _output_files(Path(args.save_outputs), compiled.outputs) if args.save_outputs else {}
     feeds = _feeds(args, compiled)
     profile = Profile()
@@ -534,8 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input (.npy)")
     run.add_argument("--random-inputs", action="store_true",
                      help="random values for inputs not given with --input")
-    run.add_argument("--seed", type=_seed, default=0, help="seed of --random-inputs")
+    run.add_argument("--seed", type=_non_negative, default=0, help="seed of --random-inputs")
     run.add_argument("--repeat", type=_positive, default=1, help="run N times (timing)")
+    run.add_argument("--host-threads", type=_non_negative, default=0, metavar="N",
+                     help="onnxruntime threads of each host step (default: 0, the CPUs "
+                     "shared out among the host steps)")
     run.add_argument("--check", action="store_true",
                      help="compare with onnxruntime on the package's partitioned model")
     _naming(run, "--reference", metavar="MODEL.onnx",

@@ -224,6 +224,15 @@ class HostSession:
         # The sub-models are small and made on load: full optimisation pays back at run
         # time.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # DequantizeLinear(constant weight) -> MatMul becomes MatMulNBits, by default at
+        # accuracy level 4, which quantizes the activations to int8 too (~1e-2 off). Whether
+        # onnxruntime fuses depends on the nodes around the pair (a whole model of the same
+        # optimization level often keeps the exact MatMul, while the pair cut out into a
+        # host step fuses), so a step would differ from onnxruntime on the original model.
+        # Level 1 computes in float32: as exact as DequantizeLinear -> MatMul, and unlike
+        # "session.disable_quant_qdq" it keeps the packed weights and the other QDQ
+        # fusions, so steps run as fast and as the whole model's session does.
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         # A memory pattern gives each run one block sized for all of the step's
         # intermediate values; without it they come one by one from the shared arena,
         # which hands back the chunks the previous step has just freed, still in cache
@@ -401,7 +410,12 @@ def assemble(
                 step.bind = bind_native(runner, step.inputs, step.outputs)
         else:
             inputs = tuple(n for n in plan.inputs if n not in initializers)
-            step_model = host_model(contents.model, plan, tables)
+            try:
+                step_model = host_model(contents.model, plan, tables)
+            except OnnxRuntimeError as exc:  # a value no step can declare: name the file
+                context = exc.context
+                raise OnnxRuntimeError(exc.reason, file=source, node=context.node,
+                                       target=context.target, region=context.region) from exc
             try:
                 session = HostSession(step_model, inputs, pool)
             except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from byoc_sdk import versions
+from byoc_sdk.errors import OnnxRuntimeError
 from byoc_sdk.loader import attribute_graphs
 from partition.graph_index import GraphIndex, captured_values
 from partition.merge_regions import HOST, group
@@ -112,7 +113,9 @@ class ModelTables:
         graph = proto.graph
         self.infos = {i.name: i for i in (*graph.input, *graph.value_info, *graph.output)}
         self.initializers = {t.name: t for t in graph.initializer}
-        self.functions = {(f.domain, f.name): f for f in proto.functions}
+        # IR 10 lets one (domain, name) have several overloads, each node naming its own:
+        # keyed without the overload, a step would carry one body for calls to all of them.
+        self.functions = {_function_key(f): f for f in proto.functions}
 
 
 def host_model(
@@ -129,8 +132,8 @@ def host_model(
         if name in initializers:
             sub.initializer.append(initializers[name])
         else:
-            sub.input.append(_info(infos, name, plan))
-    sub.output.extend(_info(infos, name, plan) for name in plan.outputs)
+            sub.input.append(_info(graph, infos, name, plan))
+    sub.output.extend(_info(graph, infos, name, plan) for name in plan.outputs)
     model = onnx.helper.make_model(
         sub, opset_imports=list(proto.opset_import), ir_version=versions.pinned_ir_version()
     )
@@ -138,21 +141,44 @@ def host_model(
     return model
 
 
-def _info(infos: dict[str, onnx.ValueInfoProto], name: str, plan: StepPlan) -> onnx.ValueInfoProto:
-    if name not in infos:
-        raise AssertionError(f"no type known for value '{name}' of {plan.name}")
-    return infos[name]
+def _info(graph: onnx.GraphProto, infos: dict[str, onnx.ValueInfoProto], name: str,
+          plan: StepPlan) -> onnx.ValueInfoProto:
+    """The declared type of a value a host step reads or writes: its sub-model must
+    declare each of its inputs and outputs."""
+    if name in infos:
+        return infos[name]
+    # The loader types every value onnx or onnxruntime can infer, so an untyped one comes
+    # from an op neither knows (a custom domain): the user must see which node, not a bug.
+    # Looked up only here, on the way to an error: a model's steps are many.
+    producer = next((node for node in graph.node if name in node.output), None)
+    if producer is None:
+        raise OnnxRuntimeError(f"value '{name}' has no type, so host step {plan.name} "
+                               "cannot declare it", target="host", region=plan.name)
+    op = f"{producer.domain}:{producer.op_type}" if producer.domain else producer.op_type
+    raise OnnxRuntimeError(
+        f"neither onnx nor onnxruntime knows op {op}, so its output '{name}' has no type "
+        f"and host step {plan.name} cannot declare it",
+        node=f"{producer.name or '#' + str(list(graph.node).index(producer))} ({op})",
+        target="host", region=plan.name,
+    )
 
 
-def _functions_used(functions: dict[tuple[str, str], onnx.FunctionProto],
+FunctionKey = tuple[str, str, str]
+
+
+def _function_key(function: onnx.FunctionProto) -> FunctionKey:
+    return function.domain, function.name, function.overload
+
+
+def _functions_used(functions: dict[FunctionKey, onnx.FunctionProto],
                     nodes) -> list[onnx.FunctionProto]:
-    """The model-local functions (``functions``, by domain and name) ``nodes`` call,
-    directly or through other functions."""
-    found: dict[tuple[str, str], onnx.FunctionProto] = {}
+    """The model-local functions (``functions``, by domain, name and overload) ``nodes``
+    call, directly or through other functions."""
+    found: dict[FunctionKey, onnx.FunctionProto] = {}
     pending = list(nodes)
     while pending:
         node = pending.pop()
-        key = (node.domain, node.op_type)
+        key = (node.domain, node.op_type, node.overload)
         if key in functions and key not in found:
             found[key] = functions[key]
             pending.extend(functions[key].node)
