@@ -1,5 +1,8 @@
 """Prepare: make the main graph ready for the passes.
 
+* calls to the model's own functions (modules exported as functions) are inlined
+  (:mod:`partition.inline`), so the passes see the ops inside them, not one op no target
+  knows; byoc's own region and composite functions stay;
 * every node gets a unique name — reports, regions and ``--explain`` refer to nodes by
   name;
 * ``Constant`` nodes become initializers, so a constant is a constant wherever it came
@@ -23,10 +26,12 @@ from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
 from byoc_sdk.content_hash import SHA256_KEY, content_hash
 from partition.fold_constants import FoldConstantsPass
+from partition.inline import InlineFunctionsPass
 
 
 class PrepareGraphPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
+        InlineFunctionsPass()(model)  # first: what it inlines is named, lifted and folded too
         graph = model.graph
         nodes = list(graph)
         _name_nodes(nodes)
