@@ -42,8 +42,8 @@ class InlineFunctionsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         if not model.functions:
             return ir.passes.PassResult(model, modified=False)
-        calls = _calls(model)
-        inlinable = _inlinable(model, calls)
+        calls, given_graphs = _calls(model)
+        inlinable = _inlinable(model, given_graphs)
         if not any(op_id in inlinable for op_id in calls):
             return ir.passes.PassResult(model, modified=False)
         notes: list[str] = model.meta.setdefault(NOTES_KEY, [])
@@ -84,37 +84,32 @@ class _NamingInlinePass(InlinePass):
         return nodes, values
 
 
-def is_byoc_domain(domain: str) -> bool:
+def _is_byoc_domain(domain: str) -> bool:
     """Whether ``domain`` is one byoc writes: ``byoc.<target>[.composite]``."""
     return domain == "byoc" or domain.startswith("byoc.")
 
 
-def _calls(model: ir.Model) -> Counter[ir.OperatorIdentifier]:
-    """How often each model-local function is called, in any graph or function."""
+def _calls(model: ir.Model) -> tuple[Counter[ir.OperatorIdentifier], set[ir.OperatorIdentifier]]:
+    """How often each model-local function is called, in any graph or function, and which
+    functions some call passes a graph attribute to (InlinePass cannot inline those)."""
     calls: Counter[ir.OperatorIdentifier] = Counter()
-    graphs = (model.graph, *(f.graph for f in model.functions.values()))
-    for graph in graphs:
+    given_graphs: set[ir.OperatorIdentifier] = set()
+    for graph in (model.graph, *(f.graph for f in model.functions.values())):
         for node in ir.traversal.RecursiveGraphIterator(graph):
             op_id = node.op_identifier()
             if op_id in model.functions:
                 calls[op_id] += 1
-    return calls
+                if any(attr.type in _GRAPH_ATTRIBUTES for attr in node.attributes.values()):
+                    given_graphs.add(op_id)
+    return calls, given_graphs
 
 
-def _inlinable(
-    model: ir.Model, calls: Counter[ir.OperatorIdentifier]
-) -> set[ir.OperatorIdentifier]:
+def _inlinable(model: ir.Model, given_graphs: set[ir.OperatorIdentifier]
+               ) -> set[ir.OperatorIdentifier]:
     """The functions InlinePass can inline and byoc should (see the module docstring)."""
-    graph_attributes = {
-        node.op_identifier()
-        for graph in (model.graph, *(f.graph for f in model.functions.values()))
-        for node in ir.traversal.RecursiveGraphIterator(graph)
-        if node.op_identifier() in calls
-        and any(attr.type in _GRAPH_ATTRIBUTES for attr in node.attributes.values())
-    }
     inlinable = set()
     for op_id, function in model.functions.items():
-        if is_byoc_domain(function.domain) or op_id in graph_attributes:
+        if _is_byoc_domain(function.domain) or op_id in given_graphs:
             continue
         if any(attr.type in _GRAPH_ATTRIBUTES for attr in function.attributes.values()):
             continue
